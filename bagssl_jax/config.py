@@ -1,0 +1,154 @@
+"""Config defaults, checks run before anything is compiled, (de)serialisation.
+
+`base_config` holds every field a run reads; configs/*.py override it.
+`validate` raises `ConfigError` with a one-line message naming the field.
+"""
+from __future__ import annotations
+
+import json
+
+import ml_collections
+from ml_collections import config_dict
+
+from bagssl_jax import losses, models, optim
+from bagssl_jax import eval as eval_protocols
+
+
+class ConfigError(ValueError):
+  """An invalid config value; the message names the field."""
+
+
+def validate(config, image_shape=None, data_parallel=1, process_count=1):
+  """Checks `config` against the methods, models, data and device count."""
+  if config.method not in losses.METHODS:
+    raise ConfigError(f"config.method: unknown method '{config.method}' "
+                      f"(choose from {', '.join(sorted(losses.METHODS))})")
+  if config.model.depth not in models.STAGE_SIZES:
+    raise ConfigError(f"config.model.depth: unknown '{config.model.depth}' "
+                      f"(choose from {', '.join(models.STAGE_SIZES)})")
+  for field in ("batch_size", "patch_size", "num_patches"):
+    if not isinstance(config[field], int) or config[field] <= 0:
+      raise ConfigError(f"config.{field} must be a positive integer, "
+                        f"got {config[field]!r}")
+  if config.num_patches < 2:
+    raise ConfigError("config.num_patches must be >= 2 (patches of one image "
+                      f"are the positives), got {config.num_patches}")
+  if config.total_steps is not None and config.total_steps <= 0:
+    raise ConfigError(f"config.total_steps must be positive, "
+                      f"got {config.total_steps}")
+  if image_shape is not None:
+    h, w = image_shape[:2]
+    if config.patch_size > min(h, w):
+      raise ConfigError(f"config.patch_size {config.patch_size} is larger than "
+                        f"the {h}x{w} images of {config.data.name}")
+  if config.batch_size % data_parallel:
+    raise ConfigError(f"config.batch_size {config.batch_size} is not divisible "
+                      f"by the {data_parallel} data-parallel devices")
+  if config.batch_size % process_count:
+    raise ConfigError(f"config.batch_size {config.batch_size} is not divisible "
+                      f"by the {process_count} processes")
+  if config.optimizer.name not in optim.OPTIMIZERS:
+    raise ConfigError(f"config.optimizer.name: unknown optimizer "
+                      f"'{config.optimizer.name}' (choose from "
+                      f"{', '.join(optim.OPTIMIZERS)})")
+  for protocol in config.eval.protocols:
+    try:
+      eval_protocols.parse_protocol(protocol)
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
+  if config.data.channels not in (1, 3):
+    raise ConfigError(f"config.data.channels must be 1 or 3, "
+                      f"got {config.data.channels}")
+
+
+def to_json(config) -> str:
+  return config.to_json_best_effort(indent=2, sort_keys=True)
+
+
+def from_json(text: str) -> ml_collections.ConfigDict:
+  """A ConfigDict from `config.json` (lists come back as tuples)."""
+  def tuples(x):
+    if isinstance(x, dict):
+      return {k: tuples(v) for k, v in x.items()}
+    if isinstance(x, list):
+      return tuple(tuples(v) for v in x)
+    return x
+  return ml_collections.ConfigDict(tuples(json.loads(text)))
+
+
+def has_variant(arg, name):
+  return name in (arg or "").split(",")
+
+
+def base_config():
+  """Every field a run reads, with defaults."""
+  c = ml_collections.ConfigDict()
+  c.method = "vicreg"
+  c.loss = ml_collections.ConfigDict()  # keyword arguments of the method loss
+  c.seed = 0
+  c.batch_size = 256  # global, in images
+  c.num_epochs = 100
+  c.total_steps = config_dict.placeholder(int)  # overrides num_epochs when set
+  c.patch_size = 14  # fixed-scale patch side, in source-image pixels
+  c.input_size = 14  # patches are resized to this before the network
+  c.num_patches = 2  # patches per image (positives of each other)
+  c.dtype = "float32"
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "fashion_mnist"
+  c.data.path = ""  # idx folder / TFDS data_dir; empty: the defaults
+  c.data.train_split = "train"
+  c.data.test_split = "test"
+  c.data.channels = 1
+  c.data.image_size = 0  # resize+centre-crop to this (0: keep; fixed-size data)
+  c.data.mean = (0.5,)
+  c.data.std = (0.25,)
+  c.data.num_workers = 0  # grain worker processes (0: in-process threads)
+  c.data.read_threads = 4
+  c.data.prefetch = 4
+
+  c.augment = ml_collections.ConfigDict(dict(
+      flip=True, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
+      jitter_prob=0.8, grayscale_prob=0.2))
+
+  c.model = ml_collections.ConfigDict(dict(
+      depth="resnet18", width=64, cifar_stem=True,
+      projector_dims=(2048, 2048, 2048)))
+
+  c.optimizer = ml_collections.ConfigDict(dict(
+      name="lars", base_lr=0.3, weight_decay=1e-4, momentum=0.9,
+      warmup_epochs=10, end_lr_factor=0.001))
+
+  c.mesh = ml_collections.ConfigDict(dict(data=-1))
+
+  c.checkpoint_every_steps = 1000
+  c.keep_checkpoints = 3
+  c.log_every_seconds = 5.0
+  c.run_eval = True
+
+  c.eval = ml_collections.ConfigDict(dict(
+      protocols=("central", "1_patch", "16_patches", "all_patches"),
+      all_patches_stride=2, batch_patches=4096, seed=0,
+      max_train_images=0,  # 0: all train images feed the probes
+      max_test_images=0,
+      knn_k=20, knn_temperature=0.07,
+      # optax linear probe: AdamW on standardised features, lr x wd sweep on
+      # a held-out 10% of train, then refit on all of train.
+      probe_steps=2000, probe_batch_size=8192,
+      probe_learning_rates=(1e-2, 3e-2, 1e-1),
+      probe_weight_decays=(0.0, 1e-5, 1e-4)))
+  return c
+
+
+def runlocal(c):
+  """Shrinks a config to a seconds-long smoke run."""
+  c.batch_size = 16
+  c.total_steps = 3
+  c.checkpoint_every_steps = 2
+  c.log_every_seconds = 0.0
+  c.eval.max_train_images = 64
+  c.eval.max_test_images = 32
+  c.eval.batch_patches = 256
+  c.eval.probe_steps = 100
+  c.model.width = 8
+  c.model.projector_dims = (64, 64, 64)

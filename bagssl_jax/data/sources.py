@@ -1,0 +1,126 @@
+"""Random-access image sources: Fashion-MNIST idx files, TFDS ArrayRecord.
+
+A source is a grain RandomAccessDataSource (`__len__`, `__getitem__`) whose
+records are {"image": uint8 (H, W, C), "label": int32}; `image_shape` is the
+(H, W, C) after `Preprocess` when all images share it, and `num_classes` is
+the number of labels.
+"""
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+
+import numpy as np
+
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+_IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+class DataError(ValueError):
+  """A dataset that cannot be found or read; its message is one line."""
+
+
+@dataclasses.dataclass
+class ArraySource:
+  """In-memory images (N, H, W, C) uint8 and labels (N,)."""
+  images: np.ndarray
+  labels: np.ndarray
+  num_classes: int
+
+  def __len__(self):
+    return len(self.images)
+
+  def __getitem__(self, i):
+    return {"image": self.images[i], "label": self.labels[i]}
+
+  @property
+  def image_shape(self):
+    return self.images.shape[1:]
+
+
+class TfdsSource:
+  """A `tfds.data_source` (ArrayRecord) restricted to image and label."""
+
+  def __init__(self, ds, num_classes, image_key="image", label_key="label"):
+    self._ds, self.num_classes = ds, num_classes
+    self._image_key, self._label_key = image_key, label_key
+
+  def __len__(self):
+    return len(self._ds)
+
+  def __getitem__(self, i):
+    record = self._ds[i]
+    return {"image": np.asarray(record[self._image_key]),
+            "label": np.int32(record[self._label_key])}
+
+  image_shape = None  # known only after `Preprocess`
+
+
+def _read_idx(path):
+  opener = gzip.open if path.endswith(".gz") else open
+  with opener(path, "rb") as f:
+    data = f.read()
+  ndim = data[3]
+  dims = np.frombuffer(data, ">u4", count=ndim, offset=4).astype(int)
+  array = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
+  if array.size != int(np.prod(dims)):
+    raise DataError(f"idx file {path} is truncated: header says {tuple(dims)}")
+  return array.reshape(dims)
+
+
+def _find_idx(folder, stem):
+  for name in (stem + ".gz", stem):
+    if os.path.exists(os.path.join(folder, name)):
+      return os.path.join(folder, name)
+  return None
+
+
+def fashion_mnist_idx(folder, split):
+  """Fashion-MNIST from idx files (Debian's `dataset-fashion-mnist`), or None."""
+  if split not in _IDX_FILES:
+    raise DataError(f"data.split '{split}' unknown for Fashion-MNIST idx files "
+                    "(use 'train' or 'test')")
+  paths = [_find_idx(folder, stem) for stem in _IDX_FILES[split]]
+  if None in paths:
+    return None
+  images, labels = (_read_idx(p) for p in paths)
+  return ArraySource(images[..., None], labels.astype(np.int32), 10)
+
+
+def tfds_source(name, split, data_dir=None):
+  """A TFDS dataset prepared as ArrayRecord, read with `tfds.data_source`."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  try:
+    ds = tfds.data_source(name, split=split, data_dir=data_dir or None,
+                          download=False)
+    num_classes = tfds.builder(name, data_dir=data_dir or None).info.features[
+        "label"].num_classes
+  except Exception as e:  # pylint: disable=broad-except
+    where = data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise DataError(
+        f"TFDS dataset '{name}' split '{split}' is not prepared as ArrayRecord "
+        f"under {where} ({first[:200]}); build it with `tfds build {name} "
+        "--file_format=array_record` or set data.path") from None
+  return TfdsSource(ds, num_classes)
+
+
+def load_source(data_config, split):
+  """The source of `data.name` for `split` ('train' or 'test' or a TFDS split)."""
+  name, path = data_config.name, data_config.get("path") or ""
+  if name == "fashion_mnist":
+    folder = path or DEBIAN_FASHION_MNIST
+    source = fashion_mnist_idx(folder, split) if os.path.isdir(folder) else None
+    if source is not None:
+      return source
+    try:
+      return tfds_source("fashion_mnist", split, path or None)
+    except DataError:
+      raise DataError(
+          f"Fashion-MNIST not found: no idx files in {folder} (install Debian's "
+          "`dataset-fashion-mnist` or set data.path) and no TFDS "
+          "'fashion_mnist' ArrayRecord (`tfds build fashion_mnist "
+          "--file_format=array_record`)") from None
+  return tfds_source(name, split, path or None)

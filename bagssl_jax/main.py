@@ -1,0 +1,55 @@
+"""Entry point: `python -m bagssl_jax.main --config=configs/X.py[:variant]
+--workdir=DIR [--config.field=value ...]`."""
+from __future__ import annotations
+
+import logging as logging_std
+import sys
+
+import jax
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from bagssl_jax import train
+from bagssl_jax.checkpoints import CheckpointError
+from bagssl_jax.config import ConfigError
+from bagssl_jax.data import DataError
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Config file (get_config).",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Where checkpoints, logs and eval go.")
+flags.DEFINE_string("coordinator_address", None,
+                    "host:port of process 0 for multi-process JAX.")
+flags.DEFINE_integer("num_processes", None, "Number of JAX processes.")
+flags.DEFINE_integer("process_id", None, "This process's index.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+class _QuietLibraries(logging_std.Filter):
+  """Drops INFO chatter of orbax/etils/absl internals from the run's log."""
+
+  def filter(self, record):
+    return record.levelno >= logging_std.WARNING or not any(
+        s in record.pathname for s in ("orbax", "etils", "grain", "jax/_src"))
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.get_absl_handler().addFilter(_QuietLibraries())
+  if FLAGS.coordinator_address:
+    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
+                               FLAGS.process_id)
+  logging.info("JAX %s: process %d/%d, %d local / %d global devices (%s)",
+               jax.__version__, jax.process_index(), jax.process_count(),
+               jax.local_device_count(), jax.device_count(),
+               jax.devices()[0].platform)
+  try:
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except (ConfigError, DataError, CheckpointError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  app.run(main)

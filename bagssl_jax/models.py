@@ -1,0 +1,184 @@
+"""ResNet backbones and the projector MLP (flax Linen).
+
+h = f(x) is the pooled backbone output (the representation); z = g(h) is the
+projector output that the SSL loss sees.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+STAGE_SIZES = {
+    "resnet18": (2, 2, 2, 2),
+    "resnet34": (3, 4, 6, 3),
+    "resnet50": (3, 4, 6, 3),
+}
+BOTTLENECK = {"resnet18": False, "resnet34": False, "resnet50": True}
+
+
+def _tap_matrix(h, w, k, s):
+  """0/1 tensor T[in_pos, out_pos, tap] of a k x k, stride-s 'SAME' convolution."""
+  ho, wo = -(-h // s), -(-w // s)
+  ph = max((ho - 1) * s + k - h, 0) // 2
+  pw = max((wo - 1) * s + k - w, 0) // 2
+  t = np.zeros((h * w, ho * wo, k * k), np.float32)
+  for i in range(ho):
+    for j in range(wo):
+      for a in range(k):
+        for b in range(k):
+          y, x = i * s + a - ph, j * s + b - pw
+          if 0 <= y < h and 0 <= x < w:
+            t[y * w + x, i * wo + j, a * k + b] = 1.0
+  return t, ho, wo
+
+
+class Conv(nn.Module):
+  """Square 'SAME' convolution without bias, kernel stored as HWIO.
+
+  On feature maps whose output is at most `dense_max_outputs` positions
+  (the 2x2 maps at the end of a ResNet on 14x14 patches) the convolution is
+  computed as one matmul against the unrolled (Toeplitz) kernel: the same
+  arithmetic, but XLA:CPU runs it ~30x faster than its direct convolution on
+  such tiny maps. Larger maps use `lax.conv_general_dilated`.
+  """
+  features: int
+  kernel_size: int = 3
+  strides: int = 1
+  dtype: Any = jnp.float32
+  dense_max_outputs: int = 4
+
+  @nn.compact
+  def __call__(self, x):
+    k, s = self.kernel_size, self.strides
+    kernel = self.param("kernel", nn.initializers.kaiming_normal(),
+                        (k, k, x.shape[-1], self.features), jnp.float32)
+    kernel = kernel.astype(self.dtype)
+    n, h, w, c = x.shape
+    ho, wo = -(-h // s), -(-w // s)
+    if k > 1 and ho * wo <= self.dense_max_outputs:
+      taps, ho, wo = _tap_matrix(h, w, k, s)
+      dense = jnp.einsum("pqt,tio->piqo", taps.astype(self.dtype),
+                         kernel.reshape(k * k, c, self.features))
+      y = x.reshape(n, h * w * c) @ dense.reshape(h * w * c, -1)
+      return y.reshape(n, ho, wo, self.features)
+    return lax.conv_general_dilated(
+        x, kernel, (s, s), "SAME",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+class BasicBlock(nn.Module):
+  """Two 3x3 convolutions with an identity or projection shortcut."""
+  filters: int
+  strides: int
+  conv: Any
+  norm: Any
+
+  @nn.compact
+  def __call__(self, x):
+    y = self.conv(self.filters, 3, self.strides)(x)
+    y = nn.relu(self.norm()(y))
+    y = self.conv(self.filters, 3)(y)
+    y = self.norm(scale_init=nn.initializers.zeros)(y)
+    if x.shape[-1] != self.filters or self.strides != 1:
+      x = self.conv(self.filters, 1, self.strides)(x)
+      x = self.norm()(x)
+    return nn.relu(x + y)
+
+
+class Bottleneck(nn.Module):
+  """1x1 -> 3x3 -> 1x1 (x4) bottleneck block, stride on the 3x3 (ResNet v1.5)."""
+  filters: int
+  strides: int
+  conv: Any
+  norm: Any
+
+  @nn.compact
+  def __call__(self, x):
+    y = nn.relu(self.norm()(self.conv(self.filters, 1)(x)))
+    y = nn.relu(self.norm()(self.conv(self.filters, 3, self.strides)(y)))
+    y = self.norm(scale_init=nn.initializers.zeros)(
+        self.conv(self.filters * 4, 1)(y))
+    if x.shape[-1] != self.filters * 4 or self.strides != 1:
+      x = self.norm()(self.conv(self.filters * 4, 1, self.strides)(x))
+    return nn.relu(x + y)
+
+
+class ResNet(nn.Module):
+  """ResNet-18/34/50 returning the globally pooled features h.
+
+  `cifar_stem`: 3x3 stride-1 first conv and no max-pool (small images);
+  otherwise the ImageNet stem (7x7 stride-2 conv + 3x3 stride-2 max-pool).
+  """
+  depth: str = "resnet18"
+  width: int = 64
+  cifar_stem: bool = True
+  bn_momentum: float = 0.9
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    conv = functools.partial(Conv, dtype=self.dtype)
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train,
+                             momentum=self.bn_momentum, epsilon=1e-5,
+                             dtype=self.dtype)
+    x = x.astype(self.dtype)
+    if self.cifar_stem:
+      x = conv(self.width, 3, name="stem_conv")(x)
+    else:
+      x = conv(self.width, 7, 2, name="stem_conv")(x)
+    x = nn.relu(norm(name="stem_bn")(x))
+    if not self.cifar_stem:
+      x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+    block = Bottleneck if BOTTLENECK[self.depth] else BasicBlock
+    for i, n_blocks in enumerate(STAGE_SIZES[self.depth]):
+      for j in range(n_blocks):
+        strides = 2 if i > 0 and j == 0 else 1
+        x = block(self.width * 2**i, strides, conv=conv, norm=norm,
+                  name=f"stage{i + 1}_block{j + 1}")(x)
+    return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+
+
+class Projector(nn.Module):
+  """(Linear-BN-ReLU) x (len(dims)-1) followed by a final Linear."""
+  dims: Sequence[int] = (512, 512, 512)
+  bn_momentum: float = 0.9
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, h, train: bool = True):
+    x = h
+    for i, d in enumerate(self.dims[:-1]):
+      x = nn.Dense(d, dtype=self.dtype, name=f"dense{i}")(x)
+      x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                       dtype=self.dtype, name=f"bn{i}")(x)
+      x = nn.relu(x)
+    x = nn.Dense(self.dims[-1], dtype=self.dtype,
+                 name=f"dense{len(self.dims) - 1}")(x)
+    return x.astype(jnp.float32)
+
+
+class BagSSLModel(nn.Module):
+  """Backbone f and projector g: returns (h, z) for a batch of patches."""
+  depth: str = "resnet18"
+  width: int = 64
+  cifar_stem: bool = True
+  projector_dims: Sequence[int] = (512, 512, 512)
+  dtype: Any = jnp.float32
+
+  def setup(self):
+    self.backbone = ResNet(self.depth, self.width, self.cifar_stem,
+                           dtype=self.dtype)
+    self.projector = Projector(tuple(self.projector_dims), dtype=self.dtype)
+
+  def __call__(self, x, train: bool = True):
+    h = self.backbone(x, train)
+    return h, self.projector(h, train)
+
+  def embed(self, x):
+    """Representation h only (eval; BatchNorm uses running statistics)."""
+    return self.backbone(x, train=False)

@@ -1,0 +1,44 @@
+"""Optimizers (optax) with linear warmup + cosine decay.
+
+The peak learning rate is `base_lr * batch_size / 256` (the VICReg recipe).
+LARS excludes biases and normalisation parameters (1-D) from weight decay
+and trust-ratio adaptation.
+"""
+from __future__ import annotations
+
+import jax
+import optax
+
+
+OPTIMIZERS = ("lars", "sgd", "adamw")
+
+
+def _is_matrix(params):
+  return jax.tree.map(lambda p: p.ndim > 1, params)
+
+
+def schedule(opt_config, batch_size, total_steps, steps_per_epoch):
+  peak = opt_config.base_lr * batch_size / 256
+  warmup = min(int(opt_config.warmup_epochs * steps_per_epoch),
+               max(total_steps - 1, 0))
+  return optax.warmup_cosine_decay_schedule(
+      0.0, peak, warmup, max(total_steps, warmup + 1),
+      end_value=peak * opt_config.end_lr_factor)
+
+
+def make_optimizer(opt_config, batch_size, total_steps, steps_per_epoch):
+  """Returns (optax transformation, learning-rate schedule)."""
+  lr = schedule(opt_config, batch_size, total_steps, steps_per_epoch)
+  name, wd = opt_config.name, opt_config.weight_decay
+  if name == "lars":
+    tx = optax.lars(lr, weight_decay=wd, weight_decay_mask=_is_matrix,
+                    trust_ratio_mask=_is_matrix, momentum=opt_config.momentum)
+  elif name == "sgd":
+    tx = optax.chain(optax.add_decayed_weights(wd, _is_matrix),
+                     optax.sgd(lr, momentum=opt_config.momentum))
+  elif name == "adamw":
+    tx = optax.adamw(lr, weight_decay=wd, mask=_is_matrix)
+  else:
+    raise ValueError(f"config.optimizer.name: unknown optimizer '{name}' "
+                     "(choose from lars, sgd, adamw)")
+  return tx, lr

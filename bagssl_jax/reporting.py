@@ -1,0 +1,91 @@
+"""What a user sees of a run: progress lines, metrics.jsonl, TensorBoard
+events and the loss-curve PNG, all under WORKDIR (process 0 only)."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import numpy as np
+
+
+class Reporter:
+  """Writes scalars to WORKDIR/metrics.jsonl and WORKDIR/tensorboard/."""
+
+  def __init__(self, workdir, total_steps, patches_per_step, every_seconds=5.):
+    self.workdir, self.total_steps = workdir, total_steps
+    self.patches_per_step, self.every = patches_per_step, every_seconds
+    self.enabled = jax.process_index() == 0
+    self._last_time = self._last_step = None
+    self._tb = None
+    if self.enabled:
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+
+  def start(self, step):
+    self._last_time, self._last_step = time.time(), step
+
+  def due(self):
+    return time.time() - self._last_time >= self.every
+
+  def write(self, step, metrics):
+    """Logs `metrics` (device scalars) at `step` and prints a progress line."""
+    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    now = time.time()  # after the fetch: steps dispatched ahead are finished
+    rate = ((step - self._last_step) * self.patches_per_step /
+            max(now - self._last_time, 1e-9))
+    self._last_time, self._last_step = now, step
+    if not self.enabled:
+      return
+    eta = (self.total_steps - step) * self.patches_per_step / max(rate, 1e-9)
+    terms = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())
+                     if k not in ("loss", "lr"))
+    print(f"step {step}/{self.total_steps} loss={metrics['loss']:.4f} "
+          f"{terms} lr={metrics['lr']:.3g} {rate:,.0f} patches/s "
+          f"ETA {_hms(eta)}", flush=True)
+    self._jsonl.write(json.dumps({"step": step, **metrics,
+                                  "patches_per_s": rate}) + "\n")
+    self._jsonl.flush()
+    for k, v in metrics.items():
+      self._tb.add_scalar(f"train/{k}", v, step)
+    self._tb.add_scalar("train/patches_per_s", rate, step)
+
+  def close(self):
+    if self.enabled:
+      self._jsonl.close()
+      self._tb.close()
+      plot_loss_curve(self.workdir)
+
+
+def _hms(seconds):
+  seconds = int(seconds)
+  return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def plot_loss_curve(workdir):
+  """WORKDIR/loss_curve.png from metrics.jsonl (total and the loss terms)."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    rows = [json.loads(line) for line in f if line.strip()]
+  if not rows:
+    return None
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  skip = {"step", "lr", "patches_per_s", "grad_norm"}
+  keys = [k for k in rows[-1] if k not in skip]
+  fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8))
+  steps = np.array([r["step"] for r in rows])
+  for ax, k in zip(np.atleast_1d(axes), keys):
+    ax.plot(steps, [r.get(k, np.nan) for r in rows])
+    ax.set_title(k)
+    ax.set_xlabel("step")
+  fig.tight_layout()
+  out = os.path.join(workdir, "loss_curve.png")
+  fig.savefig(out, dpi=100)
+  plt.close(fig)
+  return out
