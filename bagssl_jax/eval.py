@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 
 import jax
@@ -49,8 +50,9 @@ class PatchEmbedder:
                           default=0)
     self.grid = (patches_lib.grid_positions(image_shape[:2], config.patch_size,
                                             ev.all_patches_stride)
-                 if any(kind == "grid" for kind, _ in kinds) else None)
-    per_image = self.num_random + (0 if self.grid is None else len(self.grid))
+                 if any(kind == "grid" for kind, _ in kinds)
+                 else np.zeros((0, 2), np.int32))
+    per_image = self.num_random + len(self.grid)
     per_image += 4 if "central" in self.protocols else 0
     dp = sharding.data_parallel_size(mesh)
     self.batch_size = max(dp, ev.batch_patches // max(per_image, 1) // dp * dp)
@@ -90,30 +92,34 @@ class PatchEmbedder:
 
   def __call__(self, variables, source, max_images=0):
     """{protocol: (n, d) features}, labels (n,) of the first images of source."""
-    c, feats, labels = self.config, {p: [] for p in self.protocols}, []
+    c, outputs = self.config, []
     for batch in pipeline.eval_batches(
         source, self.batch_size, c.data.channels, c.data.get("image_size") or 0,
         max_images, jax.process_index(), jax.process_count()):
-      images = batch["image"]
-      idx = batch["index"]
-      rand = (patches_lib.random_positions(c.eval.seed, idx, self.num_random,
-                                           images.shape[1:3], c.patch_size)
-              if self.num_random else np.zeros((len(images), 0, 2), np.int32))
-      grid = (np.broadcast_to(self.grid, (len(images),) + self.grid.shape)
-              if self.grid is not None else np.zeros((len(images), 0, 2),
-                                                     np.int32))
-      out = self._fn(variables, sharding.global_batch({
+      images, n = batch["image"], len(batch["image"])
+      rand = patches_lib.random_positions(c.eval.seed, batch["index"],
+                                          self.num_random, images.shape[1:3],
+                                          c.patch_size)
+      grid = np.broadcast_to(self.grid, (n,) + self.grid.shape)
+      # Dispatch this batch before fetching the previous one: the host
+      # extracts patches while the device embeds.
+      outputs.append(self._fn(variables, sharding.global_batch({
           "image": images, "label": batch["label"], "mask": batch["mask"],
           "random": patches_lib.extract_patches(images, rand, c.patch_size),
           "grid": patches_lib.extract_patches(images, grid, c.patch_size)},
-                                                         self.mesh))
-      out = jax.device_get(out)
-      mask = out["mask"]
-      for p in self.protocols:
-        feats[p].append(out[p][mask])
-      labels.append(out["label"][mask])
-    return {p: np.concatenate(v) for p, v in feats.items()}, np.concatenate(
-        labels)
+                                                               self.mesh)))
+      if len(outputs) > 1:
+        outputs[-2] = _masked(jax.device_get(outputs[-2]))
+    if outputs:
+      outputs[-1] = _masked(jax.device_get(outputs[-1]))
+    feats = {p: np.concatenate([o[p] for o in outputs]) for p in self.protocols}
+    return feats, np.concatenate([o["label"] for o in outputs])
+
+
+def _masked(out):
+  """Drops the padding rows of a fetched batch output."""
+  mask = out.pop("mask")
+  return {k: v[mask] for k, v in out.items()}
 
 
 def evaluate(model, variables, config, mesh, workdir=None):
@@ -121,7 +127,7 @@ def evaluate(model, variables, config, mesh, workdir=None):
   ev, t0 = config.eval, time.time()
   train_src = sources.load_source(config.data, config.data.train_split)
   test_src = sources.load_source(config.data, config.data.test_split)
-  image_shape = _image_shape(train_src, config)
+  image_shape = sources.image_shape(train_src, config.data)
   embedder = PatchEmbedder(model, config, image_shape, mesh)
   train_f, train_y = embedder(variables, train_src, ev.max_train_images)
   test_f, test_y = embedder(variables, test_src, ev.max_test_images)
@@ -149,13 +155,6 @@ def evaluate(model, variables, config, mesh, workdir=None):
   return results
 
 
-def _image_shape(source, config):
-  if config.data.get("image_size"):
-    return (config.data.image_size, config.data.image_size,
-            config.data.channels)
-  return tuple(source.image_shape[:2]) + (config.data.channels,)
-
-
 def format_table(results):
   lines = [f"{'protocol':<14}{'linear':>8}{'knn':>8}"]
   for p, r in results.items():
@@ -167,9 +166,13 @@ def main(argv):
   del argv
   from bagssl_jax import checkpoints  # pylint: disable=g-import-not-at-top
   workdir = flags.FLAGS.workdir
-  m = checkpoints.load(workdir, flags.FLAGS.step)
-  mesh = sharding.make_mesh(m.config.mesh)
-  evaluate(m.model, m.variables, m.config, mesh, workdir)
+  try:
+    m = checkpoints.load(workdir, flags.FLAGS.step)
+    evaluate(m.model, m.variables, m.config, sharding.make_mesh(m.config.mesh),
+             workdir)
+  except (checkpoints.CheckpointError, sources.DataError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

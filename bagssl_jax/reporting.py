@@ -77,7 +77,7 @@ def plot_loss_curve(workdir):
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   skip = {"step", "lr", "patches_per_s", "grad_norm"}
-  keys = [k for k in rows[-1] if k not in skip]
+  keys = ["loss"] + [k for k in rows[-1] if k not in skip | {"loss"}]
   fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8))
   steps = np.array([r["step"] for r in rows])
   for ax, k in zip(np.atleast_1d(axes), keys):

@@ -80,7 +80,7 @@ def make_train_step(model, tx, lr_schedule, config):
         loss_fn, has_aux=True)(state.params, state.batch_stats, rng, batch)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads),
+    metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads),
                "lr": lr_schedule(state.step)}
     return state.replace(step=state.step + 1, params=params,
                          batch_stats=batch_stats, opt_state=opt_state), metrics

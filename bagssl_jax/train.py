@@ -11,7 +11,7 @@ from absl import logging
 from bagssl_jax import checkpoints, optim, reporting, sharding, steps
 from bagssl_jax import config as config_lib
 from bagssl_jax import eval as eval_lib
-from bagssl_jax.data import load_source, make_train_iterator
+from bagssl_jax.data import load_source, make_train_iterator, sources
 
 
 def train_and_evaluate(config, workdir):
@@ -31,7 +31,7 @@ def train_and_evaluate(config, workdir):
 
   # --------------------------------------------------------------- input ---
   source = load_source(config.data, config.data.train_split)
-  image_shape = eval_lib._image_shape(source, config)  # pylint: disable=protected-access
+  image_shape = sources.image_shape(source, config.data)
   config_lib.validate(config, image_shape, dp, pc)
   steps_per_epoch = max(len(source) // config.batch_size, 1)
   total_steps = config.total_steps or config.num_epochs * steps_per_epoch

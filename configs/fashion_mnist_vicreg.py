@@ -21,13 +21,16 @@ def get_config(arg=None):
   config.model.update(depth="resnet18", width=16, cifar_stem=True,
                       projector_dims=(512, 512, 512))
   config.batch_size = 256
-  config.num_epochs = 8
-  config.optimizer.update(name="lars", base_lr=0.3, weight_decay=1e-4,
+  config.num_epochs = 9
+  config.optimizer.update(name="lars", base_lr=1.6, weight_decay=1e-4,
                           warmup_epochs=1)
   config.checkpoint_every_steps = 500
   config.data.read_threads = 1  # more threads only contend with XLA on 2 cores
-  config.eval.all_patches_stride = 7
-  config.eval.batch_patches = 8192
+  config.eval.all_patches_stride = 4  # 5x5 = 25 patches (last row included)
+  config.eval.batch_patches = 2048  # fastest on a 2-core CPU
+  # Probes are fit on 30k of the 60k train images: the eval then takes about
+  # 3 minutes on 2 cores, leaving the rest of 15 minutes to pretraining.
+  config.eval.max_train_images = 30000
   if common.has_variant(arg, "runlocal"):
     common.runlocal(config)
   return config

@@ -21,6 +21,8 @@ def _splitmix64(x):
 def random_positions(seed, stream_index, num_patches, image_hw, patch_size):
   """(B, num_patches, 2) top-left corners, uniform over valid positions."""
   h, w = image_hw
+  if num_patches == 0:
+    return np.zeros((len(stream_index), 0, 2), np.int32)
   if patch_size > min(h, w):
     raise ValueError(f"patch_size {patch_size} larger than the image {h}x{w}")
   with np.errstate(over="ignore"):

@@ -43,8 +43,10 @@ class ArraySource:
 class TfdsSource:
   """A `tfds.data_source` (ArrayRecord) restricted to image and label."""
 
-  def __init__(self, ds, num_classes, image_key="image", label_key="label"):
+  def __init__(self, ds, num_classes, image_shape=None, image_key="image",
+               label_key="label"):
     self._ds, self.num_classes = ds, num_classes
+    self.image_shape = image_shape  # None when images differ in size
     self._image_key, self._label_key = image_key, label_key
 
   def __len__(self):
@@ -54,8 +56,6 @@ class TfdsSource:
     record = self._ds[i]
     return {"image": np.asarray(record[self._image_key]),
             "label": np.int32(record[self._label_key])}
-
-  image_shape = None  # known only after `Preprocess`
 
 
 def _read_idx(path):
@@ -95,8 +95,9 @@ def tfds_source(name, split, data_dir=None):
   try:
     ds = tfds.data_source(name, split=split, data_dir=data_dir or None,
                           download=False)
-    num_classes = tfds.builder(name, data_dir=data_dir or None).info.features[
-        "label"].num_classes
+    features = tfds.builder(name, data_dir=data_dir or None).info.features
+    num_classes = features["label"].num_classes
+    shape = tuple(features["image"].shape)
   except Exception as e:  # pylint: disable=broad-except
     where = data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -104,7 +105,18 @@ def tfds_source(name, split, data_dir=None):
         f"TFDS dataset '{name}' split '{split}' is not prepared as ArrayRecord "
         f"under {where} ({first[:200]}); build it with `tfds build {name} "
         "--file_format=array_record` or set data.path") from None
-  return TfdsSource(ds, num_classes)
+  return TfdsSource(ds, num_classes, shape if None not in shape else None)
+
+
+def image_shape(source, data_config):
+  """(H, W, C) of the images the model sees after `Preprocess`."""
+  if data_config.get("image_size"):
+    return (data_config.image_size, data_config.image_size,
+            data_config.channels)
+  if source.image_shape is None:
+    raise DataError(f"images of {data_config.name} differ in size: set "
+                    "config.data.image_size (resize + centre crop)")
+  return tuple(source.image_shape[:2]) + (data_config.channels,)
 
 
 def load_source(data_config, split):
