@@ -21,7 +21,7 @@ def get_config(arg=None):
   config.model.update(depth="resnet18", width=16, cifar_stem=True,
                       projector_dims=(512, 512, 512))
   config.batch_size = 256
-  config.num_epochs = 9
+  config.num_epochs = 8
   config.optimizer.update(name="lars", base_lr=1.6, weight_decay=1e-4,
                           warmup_epochs=1)
   config.checkpoint_every_steps = 500
