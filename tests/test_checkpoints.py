@@ -3,7 +3,7 @@ import jax
 import numpy as np
 import pytest
 
-from bagssl_jax import checkpoints, config as config_lib, sharding, steps, optim
+from bagssl_jax import checkpoints, config as config_lib, optim, steps
 from tests.conftest import load_config
 
 

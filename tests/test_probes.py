@@ -1,15 +1,7 @@
 """Tests for bagssl_jax.probes (linear probe + weighted kNN).
 
-Measured on the 2-core CPU dev box (AMD EPYC, jax 0.10.2), synthetic
-60000 x 128 train / 10000 test features, 10 classes (test_benchmark, run with
-BAGSSL_BENCH=1; numbers vary ~25% with other load on the box):
-  linear_probe, defaults (9-pair grid, 300 full-batch steps):
-    ~5.5-7 s warm, ~6.5-8 s cold (incl. 2 compiles); sweep ~4.2 s, refit ~0.7 s.
-  linear_probe, batch_size=4096: ~0.6 s warm, ~2.4 s cold.
-  knn_classify (k=20, chunk_size=1024): ~2.1-2.4 s warm, ~2.5-3 s cold.
+Probe timings belong to the benchmark suite, not here.
 """
-import os
-import time
 
 import chex
 import jax
@@ -156,15 +148,3 @@ def test_accuracy_helper():
   assert probes.accuracy(np.array([0, 1, 2, 2]), np.array([0, 1, 1, 2])) == 0.75
   logits = np.eye(3)[[2, 0, 1]]
   assert probes.accuracy(logits, np.array([2, 0, 0])) == pytest.approx(2 / 3)
-
-
-@pytest.mark.skipif(not os.environ.get("BAGSSL_BENCH"),
-                    reason="benchmark; set BAGSSL_BENCH=1")
-def test_benchmark():
-  data = _clusters(0, 0.3, n_train=60000, n_test=10000, d=128)
-  for name, fn in [("linear_probe", lambda: probes.linear_probe(*data, C)),
-                   ("knn_classify", lambda: probes.knn_classify(*data, C))]:
-    for run in ("cold", "warm"):
-      t = time.perf_counter()
-      out = fn()
-      print(f"{name} {run}: {time.perf_counter() - t:.2f}s {out}")
