@@ -40,6 +40,94 @@ def vicreg_loss(z1, z2, sim_coeff=25., std_coeff=25., cov_coeff=1., eps=1e-4):
                 "covariance": cov_loss}
 
 
+def simclr_loss(z1, z2, temperature=0.1):
+  """NT-Xent over the 2n views: cosine similarity / temperature, each view's
+  other view the positive, the 2n-2 others negatives, mean over 2n anchors."""
+  n = z1.shape[0]
+  z = _l2_normalize(jnp.concatenate([z1, z2], axis=0))
+  logits = z @ z.T / temperature
+  logits = jnp.where(jnp.eye(2 * n, dtype=bool), -jnp.inf, logits)
+  positives = jnp.concatenate([jnp.arange(n, 2 * n), jnp.arange(n)])
+  log_probs = jax.nn.log_softmax(logits, axis=1)
+  loss = -jnp.mean(log_probs[jnp.arange(2 * n), positives])
+  return loss, {"nt_xent": loss,
+                "positive_cos": jnp.mean(jnp.sum(z[:n] * z[n:], axis=1))}
+
+
+def spectral_contrastive_loss(z1, z2, lam=1.0):
+  """Minibatch spectral contrastive loss (HaoChen et al. 2021) as in BagSSL:
+  -(1/n) sum_i z1_i.z2_i + lam/(n(n-1)) sum_{i!=j} (z1_i.z2_j)^2."""
+  n = z1.shape[0]
+  g = z1 @ z2.T
+  attract = -jnp.mean(jnp.diagonal(g))
+  repel = (jnp.sum(g**2) - jnp.sum(jnp.diagonal(g)**2)) / (n * (n - 1))
+  return attract + lam * repel, {"attract": attract, "repel": repel}
+
+
+def _marginals(joint):
+  return joint.sum(axis=1), joint.sum(axis=0)
+
+
+def spectral_contrastive_population_loss(z, joint, lam):
+  """Population L_S over K patch types: z (K, d), joint (K, K) summing to 1.
+  L_S = -sum_ij P_ij z_i.z_j + lam sum_ij p_i q_j (z_i.z_j)^2."""
+  p, q = _marginals(joint)
+  g = z @ z.T
+  return -jnp.sum(joint * g) + lam * jnp.sum(p[:, None] * q[None] * g**2)
+
+
+def cooccurrence_loss(z, joint, w):
+  """Co-occurrence loss L_C = sum_ij p_i q_j (w z_i.z_j - P_ij/(p_i q_j))^2.
+  Proposition 3.1: L_C = 2w L_S(lam=w/2) + sum_ij P_ij^2/(p_i q_j)."""
+  p, q = _marginals(joint)
+  pq = p[:, None] * q[None]
+  return jnp.sum(pq * (w * (z @ z.T) - joint / pq)**2)
+
+
+def total_coding_rate(z, eps_sq):
+  """R(z) = 1/2 logdet(I_d + d/(n eps_sq) z^T z) for z (n, d).
+
+  `eps_sq` is the squared distortion; EMP-SSL's `eps=0.2` is this eps_sq
+  (its code divides by n * eps, with eps=0.2)."""
+  n, d = z.shape
+  cov = jnp.eye(d, dtype=z.dtype) + (d / (n * eps_sq)) * (z.T @ z)
+  return 0.5 * jnp.linalg.slogdet(cov)[1]
+
+
+def tcr_loss(z, eps_sq=0.2, inv_coeff=200.0):
+  """EMP-SSL / TCR on views z (batch, n_views, d): -mean_v R(z_v) minus
+  inv_coeff * mean cosine similarity of each view to the views' mean."""
+  z = _l2_normalize(z)
+  rate = jnp.mean(jax.vmap(lambda v: total_coding_rate(v, eps_sq), in_axes=1)(z))
+  mean = _l2_normalize(jnp.mean(z, axis=1, keepdims=True))
+  invariance = jnp.mean(jnp.sum(z * mean, axis=-1))
+  return -rate - inv_coeff * invariance, {"coding_rate": rate,
+                                          "invariance": invariance}
+
+
+def byol_loss(p, z):
+  """Mean of 2 - 2 cos(p, z) (BYOL); z is the target and gets no gradient
+  where the caller stops it."""
+  loss = jnp.mean(2. - 2. * jnp.sum(_l2_normalize(p) * _l2_normalize(z), -1))
+  return loss, {"byol": loss}
+
+
+def barlow_twins_loss(z1, z2, lambd=5e-3):
+  """Barlow Twins: cross-correlation of batch-standardised embeddings,
+  (1 - c_ii)^2 on the diagonal and lambd * c_ij^2 off it."""
+  n = z1.shape[0]
+  standardise = lambda z: (z - z.mean(0)) / jnp.sqrt(z.var(0) + 1e-5)
+  c = standardise(z1).T @ standardise(z2) / n
+  on_diag = jnp.sum((1. - jnp.diagonal(c))**2)
+  off_diag = _off_diagonal_sq_sum(c)
+  return on_diag + lambd * off_diag, {"on_diagonal": on_diag,
+                                      "off_diagonal": off_diag}
+
+
+def _l2_normalize(x, eps=1e-12):
+  return x / jnp.sqrt(jnp.maximum(jnp.sum(x**2, axis=-1, keepdims=True), eps))
+
+
 def all_pairs(pair_loss: Callable) -> Callable:
   """Lifts a two-view loss to (batch, n_views, dim): mean over view pairs i<j."""
 
@@ -58,6 +146,10 @@ def all_pairs(pair_loss: Callable) -> Callable:
 
 METHODS: dict[str, Callable] = {
     "vicreg": all_pairs(vicreg_loss),
+    "simclr": all_pairs(simclr_loss),
+    "spectral": all_pairs(spectral_contrastive_loss),
+    "barlow_twins": all_pairs(barlow_twins_loss),
+    "tcr": tcr_loss,  # EMP-SSL's view-to-mean form, any number of views
 }
 
 

@@ -78,3 +78,124 @@ def test_multi_view_is_mean_over_pairs_and_jit_grad_finite():
   grad = fn(z)
   chex.assert_tree_all_finite(grad)
   chex.assert_shape(grad, z.shape)
+
+
+# ---------------------------------------------------- Proposition 3.1 -------
+
+
+def _joint_and_z(seed, k=6, d=4):
+  k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
+  joint = jax.random.uniform(k1, (k, k)) + 0.05
+  return joint / joint.sum(), 0.5 * jax.random.normal(k2, (k, d))
+
+
+def test_proposition_3_1_value_and_gradient():
+  for seed, w in ((0, 1.0), (1, 0.3), (2, 2.5)):
+    joint, z = _joint_and_z(seed)
+    p, q = joint.sum(1), joint.sum(0)
+    const = jnp.sum(joint**2 / (p[:, None] * q[None]))
+    l_c = losses.cooccurrence_loss(z, joint, w)
+    l_s = losses.spectral_contrastive_population_loss(z, joint, lam=w / 2)
+    np.testing.assert_allclose(l_c, 2 * w * l_s + const, rtol=1e-5)
+    g_c = jax.grad(losses.cooccurrence_loss)(z, joint, w)
+    g_s = jax.grad(losses.spectral_contrastive_population_loss)(z, joint,
+                                                                w / 2)
+    np.testing.assert_allclose(g_c, 2 * w * g_s, rtol=1e-4, atol=1e-6)
+
+
+def test_minibatch_spectral_loss_converges_to_population():
+  joint, z = _joint_and_z(3)
+  k = joint.shape[0]
+  pairs = jax.random.choice(jax.random.PRNGKey(4), k * k, (4000, 32),
+                            p=joint.ravel())
+  i, j = pairs // k, pairs % k
+  batch_losses = jax.vmap(lambda a, b: losses.spectral_contrastive_loss(
+      z[a], z[b], lam=0.7)[0])(i, j)
+  population = losses.spectral_contrastive_population_loss(z, joint, 0.7)
+  np.testing.assert_allclose(batch_losses.mean(), population, rtol=0.02)
+
+
+# ------------------------------------------------ the other method losses ---
+
+
+def test_simclr_matches_reference_and_is_scale_invariant():
+  z1, z2 = _z(5, n=6, d=3)
+  loss, _ = losses.simclr_loss(z1, z2, temperature=0.5)
+  z = np.concatenate([z1, z2]).astype(np.float64)
+  z /= np.linalg.norm(z, axis=1, keepdims=True)
+  sim = z @ z.T / 0.5
+  ref = 0.
+  for a in range(12):
+    pos = (a + 6) % 12
+    others = [b for b in range(12) if b != a]
+    ref -= sim[a, pos] - np.log(np.exp(sim[a, others]).sum())
+  np.testing.assert_allclose(loss, ref / 12, rtol=1e-5)
+  np.testing.assert_allclose(losses.simclr_loss(3 * z1, 0.2 * z2, 0.5)[0],
+                             loss, rtol=1e-5)
+  perm = np.array([3, 1, 0, 5, 4, 2])
+  np.testing.assert_allclose(losses.simclr_loss(z1[perm], z2[perm], 0.5)[0],
+                             loss, rtol=1e-5)
+
+
+def test_spectral_minibatch_hand_computed():
+  z1 = jnp.array([[1., 0.], [0., 1.]])
+  z2 = jnp.array([[1., 1.], [0., 2.]])
+  # diag z1.z2: 1, 2 -> attract -1.5; off: z1_0.z2_1 = 0, z1_1.z2_0 = 1 -> 1/2.
+  loss, m = losses.spectral_contrastive_loss(z1, z2, lam=2.0)
+  np.testing.assert_allclose(m["attract"], -1.5)
+  np.testing.assert_allclose(m["repel"], 0.5)
+  np.testing.assert_allclose(loss, -0.5)
+
+
+def test_barlow_twins_reference_and_collapse():
+  z1, z2 = _z(6, n=64, d=8)
+  loss, _ = losses.barlow_twins_loss(z1, z2, lambd=5e-3)
+  a = np.asarray(z1, np.float64)
+  b = np.asarray(z2, np.float64)
+  a = (a - a.mean(0)) / np.sqrt(a.var(0) + 1e-5)
+  b = (b - b.mean(0)) / np.sqrt(b.var(0) + 1e-5)
+  c = a.T @ b / 64
+  ref = ((1 - np.diag(c))**2).sum() + 5e-3 * ((c**2).sum() -
+                                              (np.diag(c)**2).sum())
+  np.testing.assert_allclose(loss, ref, rtol=1e-4)
+  # Constant z: c = 0, so the diagonal costs 1 per dimension.
+  np.testing.assert_allclose(
+      losses.barlow_twins_loss(jnp.ones((16, 8)), jnp.ones((16, 8)))[0], 8.0,
+      rtol=1e-5)
+
+
+def test_total_coding_rate_and_tcr():
+  z = jax.random.normal(jax.random.PRNGKey(7), (20, 5))
+  n, d = z.shape
+  ref = 0.5 * np.linalg.slogdet(np.eye(d) + d / (n * 0.2) *
+                                np.asarray(z, np.float64).T @ np.asarray(z))[1]
+  np.testing.assert_allclose(losses.total_coding_rate(z, 0.2), ref, rtol=1e-5)
+  # Collapse: all views and images identical -> rate of a rank-1 matrix,
+  # invariance exactly 1.
+  collapsed = jnp.ones((16, 4, 8))
+  loss, m = losses.tcr_loss(collapsed, eps_sq=0.2, inv_coeff=200.)
+  np.testing.assert_allclose(m["invariance"], 1.0, rtol=1e-6)
+  np.testing.assert_allclose(m["coding_rate"], 0.5 * np.log1p(8 / 0.2),
+                             rtol=1e-5)
+  np.testing.assert_allclose(loss, -m["coding_rate"] - 200., rtol=1e-6)
+
+
+def test_byol_loss():
+  p = jnp.array([[1., 0.], [0., 2.]])
+  z = jnp.array([[2., 0.], [1., 0.]])
+  np.testing.assert_allclose(losses.byol_loss(p, z)[0], (0. + 2.) / 2)
+
+
+def test_every_method_jits_with_finite_grads_and_shards():
+  import jax.sharding as jsh  # pylint: disable=g-import-not-at-top
+  from bagssl_jax import sharding  # pylint: disable=g-import-not-at-top
+  z = jax.random.normal(jax.random.PRNGKey(8), (16, 3, 8))
+  mesh = sharding.make_mesh({"data": -1}, jax.devices()[:4])
+  z_sharded = jax.device_put(z, jsh.NamedSharding(mesh, jsh.PartitionSpec(
+      "data")))
+  for method in losses.METHODS:
+    fn = jax.jit(lambda z, m=method: losses.method_loss(m, z)[0])
+    single = fn(z)
+    assert np.isfinite(single), method
+    np.testing.assert_allclose(fn(z_sharded), single, rtol=1e-5, err_msg=method)
+    chex.assert_tree_all_finite(jax.grad(fn)(z))
