@@ -1,4 +1,5 @@
-"""The entry point: bad config values stop before compiling, in one line."""
+"""The entry point: bad config values stop before compiling (no checkpoint,
+no config.json written) with one `error:` line and no traceback."""
 import os
 import subprocess
 import sys
@@ -32,5 +33,5 @@ def test_bad_config_one_line_error(tmp_path, args, devices, field):
   assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
   errors = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
   assert len(errors) == 1 and field in errors[0], proc.stderr[-2000:]
-  assert "Compiling" not in proc.stderr
   assert not (tmp_path / "checkpoints").exists()
+  assert not (tmp_path / "config.json").exists()
