@@ -84,10 +84,33 @@ def color_augment(rng, x, cfg):
   return x
 
 
-def train_views(rng, patches_u8, config):
-  """(B, N, p, p, C) uint8 -> augmented, normalised (B*N, s, s, C) float."""
-  b, n = patches_u8.shape[:2]
-  x = to_float(patches_u8.reshape((b * n,) + patches_u8.shape[2:]),
-               config.input_size)
+def crop_and_resize(images, boxes, size):
+  """Crops boxes (B, N, 4) = (top, left, height, width) in pixels from float
+  images (B, H, W, C) and resizes each to size x size (bilinear, antialiased)
+  -> (B, N, size, size, C). The RandomResizedCrop baseline, on device."""
+
+  def one(image, box):
+    top, left, h, w = box[0], box[1], box[2], box[3]
+    scale = jnp.stack([size / h, size / w])
+    translation = -jnp.stack([top, left]) * scale
+    return jax.image.scale_and_translate(
+        image, (size, size, image.shape[-1]), (0, 1), scale, translation,
+        "linear", antialias=True)
+
+  return jax.vmap(jax.vmap(one, in_axes=(None, 0)))(images, boxes)
+
+
+def train_views(rng, batch, config):
+  """Host batch -> augmented, normalised views (B*N, s, s, C) float.
+
+  `batch` holds either "patches" uint8 (B, N, p, p, C) (BagSSL fixed-scale
+  patches, resized to config.input_size) or "image" uint8 (B, H, W, C) with
+  "boxes" (B, N, 4) (the RandomResizedCrop baseline)."""
+  if "boxes" in batch:
+    x = crop_and_resize(batch["image"].astype(jnp.float32) / 255.,
+                        batch["boxes"], config.input_size)
+  else:
+    x = to_float(batch["patches"], config.input_size)
+  x = x.reshape((-1,) + x.shape[2:])
   x = color_augment(rng, x, config.augment)
   return normalize(x, config.data.mean, config.data.std)

@@ -30,13 +30,22 @@ def validate(config, image_shape=None, data_parallel=1, process_count=1):
     if not isinstance(config[field], int) or config[field] <= 0:
       raise ConfigError(f"config.{field} must be a positive integer, "
                         f"got {config[field]!r}")
+  if config.get("multi_view", "pairs") not in losses.MULTI_VIEW:
+    raise ConfigError(f"config.multi_view: unknown '{config.multi_view}' "
+                      f"(choose from {', '.join(losses.MULTI_VIEW)})")
+  if config.get("crop", "patches") not in ("patches", "rrc"):
+    raise ConfigError(f"config.crop: unknown '{config.crop}' (choose from "
+                      "patches, rrc)")
+  if config.method == "byol" and config.model.predictor_hidden <= 0:
+    raise ConfigError("config.model.predictor_hidden must be positive for "
+                      "method 'byol'")
   if config.num_patches < 2:
     raise ConfigError("config.num_patches must be >= 2 (patches of one image "
                       f"are the positives), got {config.num_patches}")
   if config.total_steps is not None and config.total_steps <= 0:
     raise ConfigError(f"config.total_steps must be positive, "
                       f"got {config.total_steps}")
-  if image_shape is not None:
+  if image_shape is not None and config.get("crop", "patches") == "patches":
     h, w = image_shape[:2]
     if config.patch_size > min(h, w):
       raise ConfigError(f"config.patch_size {config.patch_size} is larger than "
@@ -92,6 +101,18 @@ def base_config():
   c.patch_size = 14  # fixed-scale patch side, in source-image pixels
   c.input_size = 14  # patches are resized to this before the network
   c.num_patches = 2  # patches per image (positives of each other)
+  # How a two-view loss sees N > 2 views: "pairs" averages it over all view
+  # pairs; "mean" pairs each view with the views' mean (EMP-SSL). TCR always
+  # uses its view-to-mean invariance.
+  c.multi_view = "pairs"
+  # "patches": fixed-scale patch_size patches (BagSSL); "rrc": the multi-scale
+  # baseline, RandomResizedCrop(rrc_scale, rrc_ratio) of the whole image,
+  # resized to input_size (patch_size is then unused).
+  c.crop = "patches"
+  c.rrc_scale = (0.08, 1.0)
+  c.rrc_ratio = (3 / 4, 4 / 3)
+  # BYOL: EMA target network, momentum cosine-scheduled from this to 1.
+  c.target_momentum = 0.99
   c.dtype = "float32"
 
   c.data = ml_collections.ConfigDict()
@@ -113,7 +134,8 @@ def base_config():
 
   c.model = ml_collections.ConfigDict(dict(
       depth="resnet18", width=64, cifar_stem=True,
-      projector_dims=(2048, 2048, 2048)))
+      projector_dims=(2048, 2048, 2048),
+      predictor_hidden=4096))  # BYOL predictor: hidden -> projector_dims[-1]
 
   c.optimizer = ml_collections.ConfigDict(dict(
       name="lars", base_lr=0.3, weight_decay=1e-4, momentum=0.9,
@@ -152,3 +174,4 @@ def runlocal(c):
   c.eval.probe_steps = 100
   c.model.width = 8
   c.model.projector_dims = (64, 64, 64)
+  c.model.predictor_hidden = 64

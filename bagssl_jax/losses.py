@@ -2,7 +2,7 @@
 
 Every method loss takes `z` of shape (batch, n_views, dim) — the n_views
 patches of one image are positives of each other — and returns
-`(loss, metrics)`. `METHODS` maps `config.method` to such a function.
+`(loss, metrics)`. `method_loss` dispatches on `config.method`.
 """
 from __future__ import annotations
 
@@ -128,6 +128,13 @@ def _l2_normalize(x, eps=1e-12):
   return x / jnp.sqrt(jnp.maximum(jnp.sum(x**2, axis=-1, keepdims=True), eps))
 
 
+def _average(results):
+  loss = sum(r[0] for r in results) / len(results)
+  metrics = jax.tree.map(lambda *m: sum(m) / len(results),
+                         *[r[1] for r in results])
+  return loss, metrics
+
+
 def all_pairs(pair_loss: Callable) -> Callable:
   """Lifts a two-view loss to (batch, n_views, dim): mean over view pairs i<j."""
 
@@ -135,24 +142,55 @@ def all_pairs(pair_loss: Callable) -> Callable:
     pairs = list(itertools.combinations(range(z.shape[1]), 2))
     if not pairs:
       raise ValueError("a joint-embedding loss needs at least 2 views")
-    results = [pair_loss(z[:, i], z[:, j], **kwargs) for i, j in pairs]
-    loss = sum(r[0] for r in results) / len(pairs)
-    metrics = jax.tree.map(lambda *m: sum(m) / len(pairs),
-                           *[r[1] for r in results])
-    return loss, metrics
+    return _average([pair_loss(z[:, i], z[:, j], **kwargs) for i, j in pairs])
 
   return loss_fn
 
 
-METHODS: dict[str, Callable] = {
-    "vicreg": all_pairs(vicreg_loss),
-    "simclr": all_pairs(simclr_loss),
-    "spectral": all_pairs(spectral_contrastive_loss),
-    "barlow_twins": all_pairs(barlow_twins_loss),
-    "tcr": tcr_loss,  # EMP-SSL's view-to-mean form, any number of views
+def to_mean(pair_loss: Callable) -> Callable:
+  """Lifts a two-view loss to (batch, n_views, dim) in EMP-SSL's form: each
+  view is paired with the mean of the image's views; mean over views."""
+
+  def loss_fn(z, **kwargs):
+    mean = jnp.mean(z, axis=1)
+    return _average([pair_loss(z[:, v], mean, **kwargs)
+                     for v in range(z.shape[1])])
+
+  return loss_fn
+
+
+def byol_views(p, z_target, multi_view="pairs"):
+  """BYOL over views: online predictions p and target projections z_target,
+  both (batch, n_views, dim). "pairs": every ordered pair of distinct views
+  (the symmetrised loss for 2 views); "mean": each view's prediction against
+  the mean target projection. Gradients are stopped on the target here."""
+  z_target = jax.lax.stop_gradient(z_target)
+  n = p.shape[1]
+  if multi_view == "mean":
+    mean = jnp.mean(z_target, axis=1)
+    return _average([byol_loss(p[:, v], mean) for v in range(n)])
+  return _average([byol_loss(p[:, i], z_target[:, j])
+                   for i in range(n) for j in range(n) if i != j])
+
+
+_PAIR_LOSSES = {
+    "vicreg": vicreg_loss,
+    "simclr": simclr_loss,
+    "spectral": spectral_contrastive_loss,
+    "barlow_twins": barlow_twins_loss,
 }
+MULTI_VIEW = {"pairs": all_pairs, "mean": to_mean}
+# Methods selectable as `config.method`. BYOL's loss needs the predictor and
+# the EMA target, so the train step calls `byol_views` for it.
+METHODS = (*_PAIR_LOSSES, "tcr", "byol")
 
 
-def method_loss(method: str, z, **kwargs):
-  """The loss of `config.method` on projector outputs z (batch, views, dim)."""
-  return METHODS[method](z, **kwargs)
+def method_loss(method: str, z, multi_view: str = "pairs", **kwargs):
+  """The loss of `config.method` on projector outputs z (batch, views, dim).
+
+  TCR uses EMP-SSL's view-to-mean invariance whatever `multi_view` says."""
+  if method == "tcr":
+    return tcr_loss(z, **kwargs)
+  if method not in _PAIR_LOSSES:
+    raise ValueError(f"method_loss: no projector-only loss for '{method}'")
+  return MULTI_VIEW[multi_view](_PAIR_LOSSES[method])(z, **kwargs)

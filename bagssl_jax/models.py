@@ -9,16 +9,18 @@ import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
 STAGE_SIZES = {
+    "resnet10": (1, 1, 1, 1),
     "resnet18": (2, 2, 2, 2),
     "resnet34": (3, 4, 6, 3),
     "resnet50": (3, 4, 6, 3),
 }
-BOTTLENECK = {"resnet18": False, "resnet34": False, "resnet50": True}
+BOTTLENECK = {"resnet10": False, "resnet18": False, "resnet34": False, "resnet50": True}
 
 
 def _tap_matrix(h, w, k, s):
@@ -37,20 +39,37 @@ def _tap_matrix(h, w, k, s):
   return t, ho, wo
 
 
+def _im2col(x, k, s):
+  """(N, H, W, C) -> (N, Ho, Wo, k*k*C) patches of a 'SAME' k x k, stride-s
+  convolution, taps ordered (kh, kw, C) like an HWIO kernel's reshape."""
+  n, h, w, c = x.shape
+  ho, wo = -(-h // s), -(-w // s)
+  ph, pw = max((ho - 1) * s + k - h, 0), max((wo - 1) * s + k - w, 0)
+  x = jnp.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2),
+                  (0, 0)))
+  cols = [x[:, a:a + (ho - 1) * s + 1:s, b:b + (wo - 1) * s + 1:s]
+          for a in range(k) for b in range(k)]
+  return cols[0] if k == 1 else jnp.concatenate(cols, axis=-1)
+
+
 class Conv(nn.Module):
   """Square 'SAME' convolution without bias, kernel stored as HWIO.
 
-  On feature maps whose output is at most `dense_max_outputs` positions
-  (the 2x2 maps at the end of a ResNet on 14x14 patches) the convolution is
-  computed as one matmul against the unrolled (Toeplitz) kernel: the same
-  arithmetic, but XLA:CPU runs it ~30x faster than its direct convolution on
-  such tiny maps. Larger maps use `lax.conv_general_dilated`.
+  Three lowerings of the same arithmetic, picked by shape for XLA:CPU speed
+  (on accelerators only the last is used):
+  - output of at most `dense_max_outputs` positions (the 2x2 maps at the end
+    of a ResNet on 14x14 patches): one matmul against the unrolled (Toeplitz)
+    kernel, ~30x faster than the direct convolution on such tiny maps;
+  - strided convolutions and the few-channel stem: im2col + one matmul
+    (2-4x faster there);
+  - otherwise `lax.conv_general_dilated`.
   """
   features: int
   kernel_size: int = 3
   strides: int = 1
   dtype: Any = jnp.float32
   dense_max_outputs: int = 4
+  cpu_lowerings: bool = True
 
   @nn.compact
   def __call__(self, x):
@@ -60,12 +79,16 @@ class Conv(nn.Module):
     kernel = kernel.astype(self.dtype)
     n, h, w, c = x.shape
     ho, wo = -(-h // s), -(-w // s)
-    if k > 1 and ho * wo <= self.dense_max_outputs:
+    cpu = self.cpu_lowerings and jax.default_backend() == "cpu"
+    if cpu and k > 1 and ho * wo <= self.dense_max_outputs:
       taps, ho, wo = _tap_matrix(h, w, k, s)
       dense = jnp.einsum("pqt,tio->piqo", taps.astype(self.dtype),
                          kernel.reshape(k * k, c, self.features))
       y = x.reshape(n, h * w * c) @ dense.reshape(h * w * c, -1)
       return y.reshape(n, ho, wo, self.features)
+    if cpu and (s > 1 or k * k * c <= 32):
+      cols = _im2col(x, k, s)
+      return cols @ kernel.reshape(k * k * c, self.features)
     return lax.conv_general_dilated(
         x, kernel, (s, s), "SAME",
         dimension_numbers=("NHWC", "HWIO", "NHWC"))
@@ -163,21 +186,40 @@ class Projector(nn.Module):
 
 
 class BagSSLModel(nn.Module):
-  """Backbone f and projector g: returns (h, z) for a batch of patches."""
+  """Backbone f and projector g: returns (h, z) for a batch of patches.
+
+  With `predictor_hidden` > 0 (BYOL) it also owns a predictor q
+  (Linear-BN-ReLU-Linear back to the projector width), applied by `predict`.
+  """
   depth: str = "resnet18"
   width: int = 64
   cifar_stem: bool = True
   projector_dims: Sequence[int] = (512, 512, 512)
+  predictor_hidden: int = 0
   dtype: Any = jnp.float32
 
   def setup(self):
     self.backbone = ResNet(self.depth, self.width, self.cifar_stem,
                            dtype=self.dtype)
     self.projector = Projector(tuple(self.projector_dims), dtype=self.dtype)
+    if self.predictor_hidden:
+      self.predictor = Projector((self.predictor_hidden,
+                                  self.projector_dims[-1]), dtype=self.dtype)
 
   def __call__(self, x, train: bool = True):
     h = self.backbone(x, train)
     return h, self.projector(h, train)
+
+  def predict(self, z, train: bool = True):
+    """BYOL's predictor q(z) on the online projections."""
+    return self.predictor(z, train)
+
+  def init_all(self, x, train: bool = True):
+    """Touches every submodule (use as `init(..., method="init_all")`)."""
+    h, z = self(x, train)
+    if self.predictor_hidden:
+      self.predict(z, train)
+    return h, z
 
   def embed(self, x):
     """Representation h only (eval; BatchNorm uses running statistics)."""

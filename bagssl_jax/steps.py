@@ -1,8 +1,9 @@
 """Train state, the pure loss function and the train step.
 
-`loss_fn(params, batch_stats, rng, batch) -> (loss, aux)` is pure; the train
-step differentiates it, applies the optax update and folds the step into the
-rng. `train.py` jits both `init` and `train_step` with explicit shardings.
+`loss_fn(params, state, rng, batch) -> (loss, aux)` is pure; the train step
+differentiates it, applies the optax update, moves BYOL's EMA target and folds
+the step into the rng. `train.py` jits both `init` and `train_step` with
+explicit shardings.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from bagssl_jax import augment, losses, models
@@ -25,14 +27,21 @@ class TrainState:
   batch_stats: Any
   opt_state: Any
   rng: jax.Array
+  # BYOL: {"params", "batch_stats"} of the EMA target network; None otherwise.
+  target: Any = None
+
+
+def uses_target(config) -> bool:
+  return config.method == "byol"
 
 
 def make_model(config) -> models.BagSSLModel:
   m = config.model
-  return models.BagSSLModel(depth=m.depth, width=m.width,
-                            cifar_stem=m.cifar_stem,
-                            projector_dims=tuple(m.projector_dims),
-                            dtype=DTYPES[config.dtype])
+  return models.BagSSLModel(
+      depth=m.depth, width=m.width, cifar_stem=m.cifar_stem,
+      projector_dims=tuple(m.projector_dims),
+      predictor_hidden=m.predictor_hidden if uses_target(config) else 0,
+      dtype=DTYPES[config.dtype])
 
 
 def input_shape(config):
@@ -45,44 +54,86 @@ def make_init(model, tx, config):
   def init(rng):
     init_rng, state_rng = jax.random.split(rng)
     variables = model.init(init_rng, jnp.zeros(input_shape(config)),
-                           train=True)
+                           train=True, method="init_all")
     params = variables["params"]
+    target = None
+    if uses_target(config):  # the target starts as a copy of the online net
+      target = {"params": {k: v for k, v in params.items()
+                           if k != "predictor"},
+                "batch_stats": {k: v for k, v in variables[
+                    "batch_stats"].items() if k != "predictor"}}
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       batch_stats=variables["batch_stats"],
-                      opt_state=tx.init(params), rng=state_rng)
+                      opt_state=tx.init(params), rng=state_rng, target=target)
 
   return init
 
 
-def make_loss_fn(model, config):
-  """Pure SSL loss of a patch batch {"patches": uint8 (B, N, p, p, C)}."""
+def target_momentum(step, total_steps, base):
+  """BYOL's schedule: 1 - (1 - base) (cos(pi step / total) + 1) / 2."""
+  frac = jnp.minimum(step / max(total_steps, 1), 1.)
+  return 1. - (1. - base) * (jnp.cos(jnp.pi * frac) + 1.) / 2.
 
-  def loss_fn(params, batch_stats, rng, batch):
-    b, n = batch["patches"].shape[:2]
-    x = augment.train_views(rng, batch["patches"], config)
+
+def make_loss_fn(model, config):
+  """Pure SSL loss of a batch from the host pipeline (see augment.train_views).
+
+  Returns (loss, (metrics, new batch_stats, new target batch_stats or None)).
+  """
+  loss_kwargs = dict(config.loss)
+  multi_view = config.get("multi_view", "pairs")
+
+  def loss_fn(params, state, rng, batch):
+    x = augment.train_views(rng, batch, config)
+    b = batch["label"].shape[0]
     (_, z), new_vars = model.apply(
-        {"params": params, "batch_stats": batch_stats}, x, train=True,
+        {"params": params, "batch_stats": state.batch_stats}, x, train=True,
         mutable=["batch_stats"])
-    loss, metrics = losses.method_loss(config.method, z.reshape(b, n, -1),
-                                       **config.loss)
-    return loss, (metrics, new_vars["batch_stats"])
+    z = z.reshape(b, -1, z.shape[-1])
+    if not uses_target(config):
+      loss, metrics = losses.method_loss(config.method, z, multi_view,
+                                         **loss_kwargs)
+      return loss, (metrics, new_vars["batch_stats"], None)
+    p, pred_vars = model.apply(
+        {"params": params, "batch_stats": new_vars["batch_stats"]},
+        z.reshape(-1, z.shape[-1]), train=True, mutable=["batch_stats"],
+        method="predict")
+    (_, z_target), target_vars = model.apply(
+        state.target, x, train=True, mutable=["batch_stats"])
+    loss, metrics = losses.byol_views(
+        p.reshape(z.shape), z_target.reshape(z.shape), multi_view)
+    return loss, (metrics, pred_vars["batch_stats"],
+                  target_vars["batch_stats"])
 
   return loss_fn
 
 
-def make_train_step(model, tx, lr_schedule, config):
+def make_train_step(model, tx, lr_schedule, config, total_steps):
   """train_step(state, batch) -> (new state, metrics)."""
   loss_fn = make_loss_fn(model, config)
 
   def train_step(state, batch):
     rng = jax.random.fold_in(state.rng, state.step)
-    (loss, (metrics, batch_stats)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(state.params, state.batch_stats, rng, batch)
+    (loss, (metrics, batch_stats, target_stats)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params, state, rng, batch)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads),
                "lr": lr_schedule(state.step)}
+    target = state.target
+    if target is not None:
+      tau = target_momentum(state.step, total_steps, config.target_momentum)
+      target = {"params": jax.tree.map(
+                    lambda t, o: tau * t + (1. - tau) * o, target["params"],
+                    {k: params[k] for k in target["params"]}),
+                "batch_stats": target_stats}
+      metrics["target_momentum"] = tau
     return state.replace(step=state.step + 1, params=params,
-                         batch_stats=batch_stats, opt_state=opt_state), metrics
+                         batch_stats=batch_stats, opt_state=opt_state,
+                         target=target), metrics
 
   return train_step
+
+
+def count_params(params) -> int:
+  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))

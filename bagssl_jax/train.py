@@ -52,7 +52,7 @@ def train_and_evaluate(config, workdir):
 
   # ---------------------------------------------------------------- step ---
   train_step = jax.jit(
-      steps.make_train_step(model, tx, lr_schedule, config),
+      steps.make_train_step(model, tx, lr_schedule, config, total_steps),
       in_shardings=(state_sharding, batch_sharding),
       out_shardings=(state_sharding, sharding.replicated(mesh)),
       donate_argnums=0)

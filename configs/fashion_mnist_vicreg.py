@@ -19,7 +19,7 @@ def get_config(arg=None):
   config.input_size = 14
   config.num_patches = 2
   config.model.update(depth="resnet18", width=16, cifar_stem=True,
-                      projector_dims=(512, 512, 512))
+                      projector_dims=(512, 512, 512), predictor_hidden=512)
   config.batch_size = 256
   config.num_epochs = 8
   config.optimizer.update(name="lars", base_lr=1.6, weight_decay=1e-4,

@@ -16,6 +16,7 @@ def get_config(arg=None):
   config.data.name = "imagenet2012"
   config.data.channels = 3
   config.data.image_size = 224
+  config.data.test_split = "validation"
   config.data.mean = (0.485, 0.456, 0.406)
   config.data.std = (0.229, 0.224, 0.225)
   config.data.num_workers = 16

@@ -160,3 +160,54 @@ def test_unprepared_tfds_dataset_is_a_clear_error(tmp_path):
   cfg = ml_collections.ConfigDict({"name": "cifar10", "path": str(tmp_path)})
   with pytest.raises(sources.DataError, match="tfds build cifar10"):
     sources.load_source(cfg, "train")
+
+
+def _write_image_folder(root):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  modes = {"RGB": 3, "L": 1, "RGBA": 4}
+  for split, n in (("train", 6), ("test", 3)):
+    for c, cls in enumerate(("cat", "dog")):
+      os.makedirs(root / split / cls)
+      for i in range(n):
+        mode = list(modes)[i % 3]
+        h, w = 20 + 3 * i, 24 + c
+        shape = (h, w, modes[mode]) if modes[mode] > 1 else (h, w)
+        Image.fromarray(rng.integers(0, 256, shape, np.uint8), mode).save(
+            root / split / cls / f"{i}.{'png' if i % 2 else 'jpg'}"
+            if mode != "RGBA" else root / split / cls / f"{i}.png")
+
+
+def test_image_folder_source_any_size_and_mode(tmp_path):
+  from bagssl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  _write_image_folder(tmp_path)
+  data = config_lib.base_config().data
+  data.update(name="image_folder", path=str(tmp_path), channels=3,
+              image_size=16)
+  train = sources.load_source(data, "train")
+  test = sources.load_source(data, "test")
+  assert (len(train), len(test), train.num_classes) == (12, 6, 2)
+  assert train.classes == test.classes == ["cat", "dog"]
+  assert sources.image_shape(train, data) == (16, 16, 3)
+  batches = list(pipeline.eval_batches(test, 4, 3, image_size=16))
+  assert [b["image"].shape for b in batches] == [(4, 16, 16, 3)] * 2
+  np.testing.assert_array_equal(
+      np.concatenate([b["label"][b["mask"]] for b in batches]),
+      [0, 0, 0, 1, 1, 1])
+  data.channels = 1
+  assert sources.load_source(data, "train")[0]["image"].shape[-1] == 1
+
+
+def test_image_folder_missing_or_empty_is_a_clear_error(tmp_path):
+  from bagssl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  data = config_lib.base_config().data
+  data.update(name="image_folder", path=str(tmp_path / "nope"))
+  with pytest.raises(sources.DataError, match="nope/train does not exist"):
+    sources.load_source(data, "train")
+  os.makedirs(tmp_path / "empty" / "train" / "a")
+  data.path = str(tmp_path / "empty")
+  with pytest.raises(sources.DataError, match="has no images"):
+    sources.load_source(data, "train")
+  data.path = ""
+  with pytest.raises(sources.DataError, match="needs data.path"):
+    sources.load_source(data, "train")

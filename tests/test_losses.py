@@ -194,8 +194,43 @@ def test_every_method_jits_with_finite_grads_and_shards():
   z_sharded = jax.device_put(z, jsh.NamedSharding(mesh, jsh.PartitionSpec(
       "data")))
   for method in losses.METHODS:
-    fn = jax.jit(lambda z, m=method: losses.method_loss(m, z)[0])
-    single = fn(z)
-    assert np.isfinite(single), method
-    np.testing.assert_allclose(fn(z_sharded), single, rtol=1e-5, err_msg=method)
-    chex.assert_tree_all_finite(jax.grad(fn)(z))
+    for form in losses.MULTI_VIEW:
+      if method == "byol":
+        fn = jax.jit(lambda z, f=form: losses.byol_views(
+            z, z[:, ::-1] ** 2, f)[0])
+      else:
+        fn = jax.jit(lambda z, m=method, f=form: losses.method_loss(m, z, f)[0])
+      single = fn(z)
+      assert np.isfinite(single), method
+      np.testing.assert_allclose(fn(z_sharded), single, rtol=1e-5, atol=1e-6,
+                                 err_msg=f"{method} {form}")
+      chex.assert_tree_all_finite(jax.grad(fn)(z))
+
+
+def test_multi_view_forms():
+  z = jax.random.normal(jax.random.PRNGKey(9), (32, 3, 8))
+  pair = losses.vicreg_loss
+  expected_pairs = np.mean([pair(z[:, i], z[:, j])[0]
+                            for i, j in ((0, 1), (0, 2), (1, 2))])
+  np.testing.assert_allclose(losses.method_loss("vicreg", z, "pairs")[0],
+                             expected_pairs, rtol=1e-5)
+  mean = z.mean(axis=1)
+  expected_mean = np.mean([pair(z[:, v], mean)[0] for v in range(3)])
+  np.testing.assert_allclose(losses.method_loss("vicreg", z, "mean")[0],
+                             expected_mean, rtol=1e-5)
+  # Two views: the pairs form is the plain two-view loss.
+  np.testing.assert_allclose(losses.method_loss("simclr", z[:, :2])[0],
+                             losses.simclr_loss(z[:, 0], z[:, 1])[0],
+                             rtol=1e-6)
+
+
+def test_byol_views_symmetrised_and_target_gets_no_gradient():
+  p = jax.random.normal(jax.random.PRNGKey(10), (16, 2, 8))
+  t = jax.random.normal(jax.random.PRNGKey(11), (16, 2, 8))
+  loss, _ = losses.byol_views(p, t)
+  expected = (losses.byol_loss(p[:, 0], t[:, 1])[0] +
+              losses.byol_loss(p[:, 1], t[:, 0])[0]) / 2
+  np.testing.assert_allclose(loss, expected, rtol=1e-6)
+  grad_t = jax.grad(lambda t: losses.byol_views(p, t)[0])(t)
+  np.testing.assert_array_equal(grad_t, np.zeros_like(t))
+  assert np.abs(jax.grad(lambda p: losses.byol_views(p, t)[0])(p)).sum() > 0

@@ -8,11 +8,15 @@ from jax import lax
 from bagssl_jax import models
 
 
-@pytest.mark.parametrize("hw,stride,k", [(2, 1, 3), (4, 2, 3), (3, 1, 3),
-                                         (4, 2, 1), (5, 2, 3)])
-def test_dense_small_map_conv_equals_lax_conv(hw, stride, k):
-  x = jax.random.normal(jax.random.PRNGKey(0), (3, hw, hw, 5))
-  conv = models.Conv(7, k, stride, dense_max_outputs=9)
+@pytest.mark.parametrize("hw,stride,k,cin,dense", [
+    (2, 1, 3, 5, 9), (4, 2, 3, 5, 9), (3, 1, 3, 5, 9), (4, 2, 1, 5, 9),
+    (5, 2, 3, 5, 9),  # dense (Toeplitz) lowering
+    (14, 1, 3, 1, 4), (14, 2, 3, 6, 4), (7, 2, 3, 6, 4), (7, 2, 1, 6, 4),
+    (8, 2, 7, 3, 4),  # im2col lowering (stem, strided)
+    (6, 1, 3, 6, 4)])  # lax.conv
+def test_conv_lowerings_equal_lax_conv(hw, stride, k, cin, dense):
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, hw, hw, cin))
+  conv = models.Conv(7, k, stride, dense_max_outputs=dense)
   params = conv.init(jax.random.PRNGKey(1), x)
   ref = lax.conv_general_dilated(x, params["params"]["kernel"],
                                  (stride, stride), "SAME",

@@ -15,10 +15,10 @@ def _setup(config, mesh):
   state_sharding = jax.tree.map(lambda _: repl, abstract)
   state = jax.jit(init, out_shardings=state_sharding)(jax.random.PRNGKey(0))
   loss_fn = jax.jit(steps.make_loss_fn(model, config),
-                    in_shardings=(repl, repl, repl,
+                    in_shardings=(repl, state_sharding, repl,
                                   sharding.batch_sharding(mesh)),
                     out_shardings=repl)
-  step = jax.jit(steps.make_train_step(model, tx, lr, config),
+  step = jax.jit(steps.make_train_step(model, tx, lr, config, 10),
                  in_shardings=(state_sharding, sharding.batch_sharding(mesh)),
                  out_shardings=(state_sharding, repl))
   return state, loss_fn, step
@@ -36,8 +36,8 @@ def test_sharded_loss_and_step_equal_single_device():
     state, loss_fn, step = _setup(config, mesh)
     gbatch = sharding.global_batch(batch, mesh)
     assert len(gbatch["patches"].sharding.device_set) == n
-    loss, (metrics, _) = loss_fn(state.params, state.batch_stats,
-                                 jax.random.PRNGKey(1), gbatch)
+    loss, (metrics, _, _) = loss_fn(state.params, state,
+                                    jax.random.PRNGKey(1), gbatch)
     new_state, _ = step(state, gbatch)
     results[n] = (float(loss), jax.device_get(metrics),
                   jax.device_get(new_state.params),

@@ -56,3 +56,47 @@ def extract_patches(images, positions, patch_size):
   cols = positions[..., 1, None] + offsets
   b = np.arange(images.shape[0])[:, None, None, None]
   return images[b, rows[..., :, None], cols[..., None, :]]
+
+
+def _uniforms(seed, stream_index, count, salt):
+  """(B, count) floats in [0, 1) hashed from (seed, stream index, salt)."""
+  with np.errstate(over="ignore"):
+    base = _splitmix64(np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+                       + np.asarray(stream_index, np.uint64)
+                       + np.uint64(salt) * np.uint64(0xD1B54A32D192ED03))
+    j = np.arange(count, dtype=np.uint64)
+    r = _splitmix64(base[:, None] + (j[None] + np.uint64(1)) * _M1)
+  return (r >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def random_resized_crops(seed, stream_index, num_crops, image_hw,
+                         scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), tries=10):
+  """(B, num_crops, 4) float32 boxes (top, left, height, width) drawn as
+  torchvision's RandomResizedCrop: area fraction in `scale`, log-uniform
+  aspect ratio in `ratio`, first of `tries` draws that fits, else the
+  largest centred box with a clipped ratio."""
+  h, w = image_hw
+  b = len(stream_index)
+  u = _uniforms(seed, stream_index, num_crops * tries * 4, salt=1).reshape(
+      b, num_crops, tries, 4)
+  area = h * w * (scale[0] + (scale[1] - scale[0]) * u[..., 0])
+  log_r = np.log(ratio[0]) + (np.log(ratio[1]) - np.log(ratio[0])) * u[..., 1]
+  cw = np.round(np.sqrt(area * np.exp(log_r)))
+  ch = np.round(np.sqrt(area / np.exp(log_r)))
+  fits = (cw > 0) & (ch > 0) & (cw <= w) & (ch <= h)
+  top = np.floor(u[..., 2] * (h - ch + 1))
+  left = np.floor(u[..., 3] * (w - cw + 1))
+  # Fallback: centre crop with the ratio clipped into range.
+  in_ratio = w / h
+  if in_ratio < ratio[0]:
+    fw, fh = w, round(w / ratio[0])
+  elif in_ratio > ratio[1]:
+    fh, fw = h, round(h * ratio[1])
+  else:
+    fw, fh = w, h
+  fallback = np.array([(h - fh) // 2, (w - fw) // 2, fh, fw], np.float64)
+  first = np.argmax(fits, axis=-1)[..., None]  # (B, N, 1)
+  take = lambda a: np.take_along_axis(a, first, axis=-1)[..., 0]
+  boxes = np.stack([take(top), take(left), take(ch), take(cw)], -1)
+  any_fit = fits.any(axis=-1)[..., None]
+  return np.where(any_fit, boxes, fallback).astype(np.float32)

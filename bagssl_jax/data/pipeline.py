@@ -3,7 +3,9 @@
 Train: source -> shuffle (per-epoch reseeded) -> repeat -> tag stream index
 -> this process's shard -> preprocess -> batch -> extract patches. Each
 element of the resulting iterator is {"patches": uint8 (b, N, p, p, C),
-"label": int32 (b,)} for this process's b = batch_size / process_count images.
+"label": int32 (b,)} for this process's b = batch_size / process_count images
+(with config.crop="rrc": {"image": uint8 (b, H, W, C), "boxes": (b, N, 4),
+"label"}, cropped and resized on device).
 """
 from __future__ import annotations
 
@@ -70,6 +72,23 @@ class ExtractPatches(grain.transforms.Map):
             "label": batch["label"]}
 
 
+@dataclasses.dataclass(frozen=True)
+class RandomResizedCropBoxes(grain.transforms.Map):
+  """Batch of images -> the images plus `num_crops` RandomResizedCrop boxes
+  per image (the multi-scale baseline; crops are resized on device)."""
+  seed: int
+  num_crops: int
+  scale: tuple
+  ratio: tuple
+
+  def map(self, batch):
+    images = batch["image"]
+    boxes = patches_lib.random_resized_crops(
+        self.seed, batch["index"], self.num_crops, images.shape[1:3],
+        tuple(self.scale), tuple(self.ratio))
+    return {"image": images, "boxes": boxes, "label": batch["label"]}
+
+
 def _tag_index(index, element):
   return {**element, "index": np.int64(index)}
 
@@ -83,8 +102,13 @@ def make_train_iterator(config, source, process_index=0, process_count=1):
   ds = ds[process_index::process_count]
   ds = ds.map(Preprocess(data.channels, data.get("image_size") or 0))
   ds = ds.batch(local_batch, drop_remainder=True)
-  ds = ds.map(ExtractPatches(config.seed, config.num_patches,
-                             config.patch_size))
+  if config.get("crop", "patches") == "rrc":
+    ds = ds.map(RandomResizedCropBoxes(config.seed, config.num_patches,
+                                       tuple(config.rrc_scale),
+                                       tuple(config.rrc_ratio)))
+  else:
+    ds = ds.map(ExtractPatches(config.seed, config.num_patches,
+                               config.patch_size))
   it = ds.to_iter_dataset(grain.ReadOptions(
       num_threads=data.get("read_threads", 4),
       prefetch_buffer_size=data.get("prefetch", 4)))

@@ -1,4 +1,5 @@
-"""Random-access image sources: Fashion-MNIST idx files, TFDS ArrayRecord.
+"""Random-access image sources: Fashion-MNIST idx files, TFDS ArrayRecord,
+users' image folders (ROOT/<split>/<class>/*.png|jpg).
 
 A source is a grain RandomAccessDataSource (`__len__`, `__getitem__`) whose
 records are {"image": uint8 (H, W, C), "label": int32}; `image_shape` is the
@@ -56,6 +57,68 @@ class TfdsSource:
     record = self._ds[i]
     return {"image": np.asarray(record[self._image_key]),
             "label": np.int32(record[self._label_key])}
+
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif",
+                    ".tiff")
+
+
+class ImageFolderSource:
+  """ROOT/<split>/<class>/<image> (torchvision's ImageFolder convention).
+
+  Classes are the sorted sub-folder names of ROOT/train (shared by every
+  split); images are decoded with PIL when read, as RGB or L as asked, so
+  files of any size and mode work (set data.image_size when sizes differ).
+  """
+
+  def __init__(self, root, split, channels, classes=None):
+    folder = os.path.join(root, split)
+    if not os.path.isdir(folder):
+      raise DataError(f"image folder {folder} does not exist (expected "
+                      f"{root}/{split}/<class>/<images>)")
+    self.classes = classes or sorted(
+        d for d in os.listdir(folder)
+        if os.path.isdir(os.path.join(folder, d)))
+    self.files, labels = [], []
+    for label, name in enumerate(self.classes):
+      class_dir = os.path.join(folder, name)
+      if not os.path.isdir(class_dir):
+        continue
+      for f in sorted(os.listdir(class_dir)):
+        if f.lower().endswith(IMAGE_EXTENSIONS):
+          self.files.append(os.path.join(class_dir, f))
+          labels.append(label)
+    if not self.files:
+      raise DataError(f"image folder {folder} has no images in class "
+                      f"sub-folders (expected {folder}/<class>/*.png|jpg)")
+    self.labels = np.asarray(labels, np.int32)
+    self.num_classes, self.channels = len(self.classes), channels
+    self.image_shape = None  # sizes may differ: data.image_size decides
+
+  def __len__(self):
+    return len(self.files)
+
+  def __getitem__(self, i):
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    path = self.files[i]
+    try:
+      with Image.open(path) as im:
+        image = np.asarray(im.convert("L" if self.channels == 1 else "RGB"))
+    except OSError as e:
+      raise DataError(f"cannot decode image {path}: {e}") from None
+    return {"image": image.reshape(image.shape[:2] + (self.channels,)),
+            "label": self.labels[i]}
+
+
+def image_folder(root, split, channels):
+  if not root:
+    raise DataError("data.name 'image_folder' needs data.path=ROOT "
+                    "(ROOT/train/<class>/*.png|jpg, ROOT/test/<class>/...)")
+  train_classes, train_dir = None, os.path.join(root, "train")
+  if split != "train" and os.path.isdir(train_dir):
+    train_classes = sorted(d for d in os.listdir(train_dir)
+                           if os.path.isdir(os.path.join(train_dir, d)))
+  return ImageFolderSource(root, split, channels, train_classes)
 
 
 def _read_idx(path):
@@ -122,6 +185,8 @@ def image_shape(source, data_config):
 def load_source(data_config, split):
   """The source of `data.name` for `split` ('train' or 'test' or a TFDS split)."""
   name, path = data_config.name, data_config.get("path") or ""
+  if name == "image_folder":
+    return image_folder(path, split, data_config.channels)
   if name == "fashion_mnist":
     folder = path or DEBIAN_FASHION_MNIST
     source = fashion_mnist_idx(folder, split) if os.path.isdir(folder) else None

@@ -1,0 +1,129 @@
+"""Every configs/*.py: loads, validates, round-trips through config.json, and
+(runlocal) builds its train state abstractly with jax.eval_shape."""
+import glob
+import importlib.util
+import os
+import re
+
+import jax
+import pytest
+
+from bagssl_jax import config as config_lib
+from bagssl_jax import optim, presets, steps
+from tests.conftest import ROOT, load_config
+
+NAMES = sorted(os.path.splitext(os.path.basename(p))[0]
+               for p in glob.glob(os.path.join(ROOT, "configs", "*.py")))
+# Native image sides of the fixed-size datasets (others set data.image_size).
+NATIVE_SIDE = {"cifar10": 32, "cifar100": 32, "fashion_mnist": 28}
+
+
+def _module(name):
+  spec = importlib.util.spec_from_file_location(
+      name, os.path.join(ROOT, "configs", name + ".py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _uses_presets(name):
+  with open(os.path.join(ROOT, "configs", name + ".py")) as f:
+    return "presets.build(" in f.read()
+
+
+PRESET_NAMES = [n for n in NAMES if _uses_presets(n)]
+
+
+def _image_shape(config):
+  side = config.data.image_size or NATIVE_SIDE.get(config.data.name)
+  return None if not side else (side, side, config.data.channels)
+
+
+def test_every_paper_config_exists():
+  expected = {f"{d}_{m}" for d, ms in {
+      "cifar10": ("vicreg", "simclr", "tcr", "byol", "spectral",
+                  "barlow_twins"),
+      "cifar100": ("vicreg", "simclr", "tcr", "byol"),
+      "imagenet100": ("vicreg", "simclr", "tcr", "byol"),
+      "imagenet": ("simclr", "tcr", "byol")}.items() for m in ms}
+  assert expected <= set(PRESET_NAMES), expected - set(PRESET_NAMES)
+
+
+@pytest.mark.parametrize("arg", [None, "runlocal", "rrc,runlocal"])
+@pytest.mark.parametrize("name", NAMES)
+def test_loads_validates_and_round_trips(name, arg):
+  config = load_config(name, arg)
+  if arg and "rrc" in arg and config.get("crop") != "rrc":
+    pytest.skip(f"{name} has no rrc variant")
+  config_lib.validate(config, _image_shape(config), data_parallel=4)
+  restored = config_lib.from_json(config_lib.to_json(config))
+  assert restored.to_dict() == config.to_dict()
+  if arg and "runlocal" in arg:
+    assert config.model.width == 8 and config.batch_size == 16
+    assert max(config.model.projector_dims) <= 64
+    assert max(_image_shape(config) or (32,)) <= 64
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_runlocal_train_state_builds_abstractly(name):
+  config = load_config(name, "runlocal")
+  model = steps.make_model(config)
+  tx, _ = optim.make_optimizer(config.optimizer, config.batch_size,
+                               config.total_steps, steps_per_epoch=10)
+  init = steps.make_init(model, tx, config)
+  state = jax.eval_shape(init, jax.random.PRNGKey(0))
+  assert set(state.params) >= {"backbone", "projector"}
+  dims = config.model.projector_dims
+  last = state.params["projector"][f"dense{len(dims) - 1}"]["kernel"]
+  assert last.shape[-1] == dims[-1]
+  if config.method == "byol":
+    assert "predictor" in state.params and state.target is not None
+
+
+@pytest.mark.parametrize("name", PRESET_NAMES)
+def test_docstring_states_experiment_sources_and_paper_number(name):
+  doc = _module(name).__doc__
+  assert doc and "Experiment:" in doc and "Hyper-parameters" in doc, name
+  m = re.search(r"Paper number:(.*?)(\n\n|$)", doc, re.S)
+  assert m, f"{name}: no 'Paper number:' line"
+  assert re.search(r"\d%", m.group(1)) or "not verified" in m.group(1), name
+
+
+def test_rrc_switches_to_the_multiscale_baseline():
+  patches = load_config("cifar10_simclr")
+  base = load_config("cifar10_simclr", "rrc")
+  assert (patches.crop, patches.patch_size, patches.input_size) == (
+      "patches", 14, 32)
+  assert (base.crop, base.input_size, base.num_patches) == ("rrc", 32, 2)
+  assert tuple(base.rrc_scale) == (0.08, 1.0)
+  assert load_config("imagenet100_byol", "rrc").input_size == 224
+
+
+def test_patch_and_input_variants():
+  config = load_config("imagenet_simclr", "patch=64,input=96")
+  assert (config.patch_size, config.input_size) == (64, 96)
+  assert config.eval.all_patches_stride == 64
+  assert load_config("imagenet_tcr").patch_size == 32
+  # runlocal keeps its tiny images whatever the patch variant says.
+  small = load_config("imagenet_byol", "patch=96,runlocal")
+  config_lib.validate(small, _image_shape(small))
+
+
+@pytest.mark.parametrize("arg", ["rcc", "patch=", "patch=x", "rrc=1",
+                                 "runlocal,bogus"])
+def test_unknown_or_malformed_variants_raise(arg):
+  with pytest.raises(ValueError, match="variant"):
+    presets.build("cifar10", "vicreg", arg)
+
+
+def test_method_presets_match_loss_signatures():
+  import inspect  # pylint: disable=g-import-not-at-top
+  from bagssl_jax import losses  # pylint: disable=g-import-not-at-top
+  fns = {"vicreg": losses.vicreg_loss, "simclr": losses.simclr_loss,
+         "spectral": losses.spectral_contrastive_loss,
+         "barlow_twins": losses.barlow_twins_loss, "tcr": losses.tcr_loss}
+  for (method, _), m in presets.METHODS.items():
+    if method in fns:
+      assert set(m["loss"]) <= set(inspect.signature(fns[method]).parameters)
+    else:
+      assert not m["loss"], method
