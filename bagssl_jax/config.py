@@ -30,6 +30,12 @@ def validate(config, image_shape=None, data_parallel=1, process_count=1):
     if not isinstance(config[field], int) or config[field] <= 0:
       raise ConfigError(f"config.{field} must be a positive integer, "
                         f"got {config[field]!r}")
+  unknown = set(config.loss.get(config.method) or {}) - losses.loss_keywords(
+      config.method)
+  if unknown:
+    raise ConfigError(f"config.loss.{config.method}: unknown keyword(s) "
+                      f"{', '.join(sorted(unknown))} (the loss takes: "
+                      f"{', '.join(sorted(losses.loss_keywords(config.method))) or 'none'})")
   if config.get("multi_view", "pairs") not in losses.MULTI_VIEW:
     raise ConfigError(f"config.multi_view: unknown '{config.multi_view}' "
                       f"(choose from {', '.join(losses.MULTI_VIEW)})")
@@ -93,7 +99,15 @@ def base_config():
   """Every field a run reads, with defaults."""
   c = ml_collections.ConfigDict()
   c.method = "vicreg"
-  c.loss = ml_collections.ConfigDict()  # keyword arguments of the method loss
+  # Keyword arguments of each method's loss; the run uses loss.<method>, so
+  # `--config.method=simclr --config.loss.simclr.temperature=0.5` both work.
+  c.loss = ml_collections.ConfigDict(dict(
+      vicreg=dict(sim_coeff=25., std_coeff=25., cov_coeff=1.),
+      simclr=dict(temperature=0.1),
+      spectral=dict(lam=1.0),
+      barlow_twins=dict(lambd=0.0051),
+      tcr=dict(eps_sq=0.2, inv_coeff=200.),
+      byol=ml_collections.ConfigDict()))
   c.seed = 0
   c.batch_size = 256  # global, in images
   c.num_epochs = 100

@@ -6,6 +6,7 @@ patches of one image are positives of each other — and returns
 """
 from __future__ import annotations
 
+import inspect
 import itertools
 from typing import Callable
 
@@ -180,6 +181,14 @@ _PAIR_LOSSES = {
     "barlow_twins": barlow_twins_loss,
 }
 MULTI_VIEW = {"pairs": all_pairs, "mean": to_mean}
+
+
+def loss_keywords(method: str) -> set:
+  """The keyword arguments `config.loss.<method>` may set."""
+  fn = {**_PAIR_LOSSES, "tcr": tcr_loss}.get(method)
+  if fn is None:
+    return set()
+  return set(inspect.signature(fn).parameters) - {"z", "z1", "z2"}
 # Methods selectable as `config.method`. BYOL's loss needs the predictor and
 # the EMA target, so the train step calls `byol_views` for it.
 METHODS = (*_PAIR_LOSSES, "tcr", "byol")

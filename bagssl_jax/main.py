@@ -37,6 +37,14 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.get_absl_handler().addFilter(_QuietLibraries())
+  try:
+    config = FLAGS.config  # the config file is loaded here, lazily
+    config.method  # pylint: disable=pointless-statement  (raises if it failed)
+  except Exception as e:  # pylint: disable=broad-except
+    lines = [l.strip() for l in str(e).strip().splitlines() if l.strip()]
+    print(f"error: cannot load {FLAGS['config'].serialize()}: "
+          f"{lines[-1] if lines else type(e).__name__}", file=sys.stderr)
+    sys.exit(2)
   if FLAGS.coordinator_address:
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                                FLAGS.process_id)
@@ -45,11 +53,25 @@ def main(argv):
                jax.local_device_count(), jax.device_count(),
                jax.devices()[0].platform)
   try:
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    train.train_and_evaluate(config, FLAGS.workdir)
   except (ConfigError, DataError, CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
 
 
+def parse_flags(argv):
+  """absl's flag parsing, with a bad --config file or --config.<field>
+  override reported as one `error:` line instead of a traceback."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    print(f"error: {e}", file=sys.stderr)
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    bad = [a for a in argv[1:] if a.startswith("--config")]
+    print(f"error: cannot apply {' '.join(bad)}: {type(e).__name__}: {e} "
+          "(unknown field or wrong type?)", file=sys.stderr)
+  sys.exit(2)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -80,7 +80,7 @@ def make_loss_fn(model, config):
 
   Returns (loss, (metrics, new batch_stats, new target batch_stats or None)).
   """
-  loss_kwargs = dict(config.loss)
+  loss_kwargs = dict(config.loss.get(config.method) or {})
   multi_view = config.get("multi_view", "pairs")
 
   def loss_fn(params, state, rng, batch):

@@ -26,6 +26,11 @@ def _main(*args, devices=1, tmp):
     (["--config.optimizer.name=adam_typo"], 1, "config.optimizer.name"),
     (["--config.data.path=/nonexistent", "--config.data.name=fashion_mnist"],
      1, "/nonexistent"),
+    (["--config.multi_view=bogus"], 1, "config.multi_view"),
+    (["--config.crop=bogus"], 1, "config.crop"),
+    (["--config.data.name=image_folder"], 1, "data.path"),
+    (["--config.loss.sim_coeff=50"], 1, "--config.loss.sim_coeff=50"),
+    (["--config=configs/nonexistent.py"], 1, "nonexistent.py"),
 ])
 def test_bad_config_one_line_error(tmp_path, args, devices, field):
   proc = _main(*args, devices=devices, tmp=tmp_path)

@@ -6,6 +6,7 @@ import os
 import re
 
 import jax
+import jax.numpy as jnp
 import pytest
 
 from bagssl_jax import config as config_lib
@@ -64,12 +65,32 @@ def test_loads_validates_and_round_trips(name, arg):
     assert max(_image_shape(config) or (32,)) <= 64
 
 
+def _abstract_batch(config):
+  """ShapeDtypeStructs of the host batch a runlocal config trains on."""
+  b, n, c = config.batch_size, config.num_patches, config.data.channels
+  h, w, _ = _image_shape(config) or (64, 64, c)
+  sds = jax.ShapeDtypeStruct
+  batch = {"label": sds((b,), jnp.int32)}
+  if config.crop == "rrc":
+    batch.update(image=sds((b, h, w, c), jnp.uint8),
+                 boxes=sds((b, n, 4), jnp.float32))
+  else:
+    p = config.patch_size
+    batch["patches"] = sds((b, n, p, p, c), jnp.uint8)
+  return batch
+
+
+@pytest.mark.parametrize("arg", ["runlocal", "rrc,runlocal"])
 @pytest.mark.parametrize("name", NAMES)
-def test_runlocal_train_state_builds_abstractly(name):
-  config = load_config(name, "runlocal")
+def test_runlocal_train_step_traces(name, arg):
+  """Init and one whole train step (augment, model, loss, update, EMA) trace
+  for every config: shapes and the method wiring hold, nothing compiles."""
+  config = load_config(name, arg)
+  if "rrc" in arg and config.get("crop") != "rrc":
+    pytest.skip(f"{name} has no rrc variant")
   model = steps.make_model(config)
-  tx, _ = optim.make_optimizer(config.optimizer, config.batch_size,
-                               config.total_steps, steps_per_epoch=10)
+  tx, lr = optim.make_optimizer(config.optimizer, config.batch_size,
+                                config.total_steps, steps_per_epoch=10)
   init = steps.make_init(model, tx, config)
   state = jax.eval_shape(init, jax.random.PRNGKey(0))
   assert set(state.params) >= {"backbone", "projector"}
@@ -78,6 +99,10 @@ def test_runlocal_train_state_builds_abstractly(name):
   assert last.shape[-1] == dims[-1]
   if config.method == "byol":
     assert "predictor" in state.params and state.target is not None
+  step = steps.make_train_step(model, tx, lr, config, config.total_steps)
+  new_state, metrics = jax.eval_shape(step, state, _abstract_batch(config))
+  assert metrics["loss"].shape == ()
+  assert jax.tree.structure(new_state) == jax.tree.structure(state)
 
 
 @pytest.mark.parametrize("name", PRESET_NAMES)
@@ -127,3 +152,22 @@ def test_method_presets_match_loss_signatures():
       assert set(m["loss"]) <= set(inspect.signature(fns[method]).parameters)
     else:
       assert not m["loss"], method
+
+
+def test_paper_configs_run_a_real_step(tmp_path):
+  """One real step of a CIFAR config under TFDS mock data and of the
+  ImageNet-100 RRC baseline on an image folder."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from bagssl_jax import train  # pylint: disable=g-import-not-at-top
+  from tests.test_data import _write_image_folder  # pylint: disable=g-import-not-at-top
+  config = load_config("cifar10_byol", "runlocal")
+  config.total_steps, config.run_eval = 1, False
+  with tfds.testing.mock_data(num_examples=32):
+    state = train.train_and_evaluate(config, str(tmp_path / "cifar"))
+  assert int(state.step) == 1 and state.target is not None
+  _write_image_folder(tmp_path / "images")
+  config = load_config("imagenet100_tcr", "rrc,runlocal")
+  config.data.path = str(tmp_path / "images")
+  config.total_steps, config.batch_size, config.run_eval = 1, 8, False
+  state = train.train_and_evaluate(config, str(tmp_path / "in100"))
+  assert int(state.step) == 1
