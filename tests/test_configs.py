@@ -166,7 +166,7 @@ def test_paper_configs_run_a_real_step(tmp_path):
     state = train.train_and_evaluate(config, str(tmp_path / "cifar"))
   assert int(state.step) == 1 and state.target is not None
   _write_image_folder(tmp_path / "images")
-  config = load_config("imagenet100_tcr", "rrc,runlocal")
+  config = load_config("imagenet100_vicreg", "rrc,runlocal")
   config.data.path = str(tmp_path / "images")
   config.total_steps, config.batch_size, config.run_eval = 1, 8, False
   state = train.train_and_evaluate(config, str(tmp_path / "in100"))
