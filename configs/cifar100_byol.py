@@ -1,19 +1,12 @@
 """BagSSL BYOL on CIFAR-100 (cf. paper Table 2).
 
-Experiment: ResNet-34 (CIFAR stem) learns 20 random 14x14 patches per 32x32
-image (TFDS `cifar100`), resized to 32 px; an image is the mean of its patch
-embeddings (eval: central, 1/16/256 random patches, stride-2 grid).
-Hyper-parameters (bagssl_jax/presets.py): EMA target momentum 0.99 (cosine to
-1), projector 4096-256, predictor 4096, LARS base lr 1.0, wd 1e-5, 10 warmup
-epochs: solo-learn scripts/pretrain/cifar/byol.yaml.
-Patches per image, batch 256 and 100 epochs are this repository's choice
-(EMP-SSL's 20-patch, view-to-mean recipe), not the paper's verified values.
+Experiment: ResNet-34 on 14x14 patches of TFDS `cifar100`, resized to 32 px.
+Recipe and variants (:patch=N, :input=N, :rrc, :runlocal):
+bagssl_jax/presets.py.
+Hyper-parameters: those of configs/cifar10_byol.py (same method preset).
 Paper number: see Table 2 (not verified here).
 
   python -m bagssl_jax.main --config=configs/cifar100_byol.py --workdir=DIR
-  :rrc      the multi-scale baseline (RandomResizedCrop(0.08, 1) views at 32
-            px, 2 views, 1000 epochs).
-  :runlocal a seconds-long smoke run; combinable: :rrc,runlocal
 """
 from bagssl_jax import presets
 

@@ -1,22 +1,17 @@
 """BagSSL spectral contrastive on CIFAR-10 (cf. paper Table 1).
 
-Experiment: ResNet-34 (CIFAR stem) learns 20 random 14x14 patches per 32x32
-image (TFDS `cifar10`), resized to 32 px; an image is the mean of its patch
-embeddings (eval: central, 1/16/256 random patches, stride-2 grid).
+Experiment: ResNet-34 on 14x14 patches of TFDS `cifar10`, resized to 32 px.
+Recipe and variants (:patch=N, :input=N, :rrc, :runlocal):
+bagssl_jax/presets.py.
 Hyper-parameters (bagssl_jax/presets.py): loss of HaoChen et al. 2021 with lam
 0.5 (their mu=1 loss is twice ours), head 2048-1000, SGD base lr 0.06 (their
 0.03 on the doubled loss), momentum 0.9, wd 5e-4, 10 warmup epochs, cosine to
 0: jhaochenz96/spectral_contrastive_learning
 configs/spectral_resnet_mlp1000_norelu_cifar10_lr003_mu1.yaml,
 models/spectral.py. Their norm clipping at sqrt(mu) is not modelled.
-Patches per image, batch 256 and 100 epochs are this repository's choice
-(EMP-SSL's 20-patch, view-to-mean recipe), not the paper's verified values.
 Paper number: see Table 1 (not verified here).
 
   python -m bagssl_jax.main --config=configs/cifar10_spectral.py --workdir=DIR
-  :rrc      the multi-scale baseline (RandomResizedCrop(0.08, 1) views at 32
-            px, 2 views, 1000 epochs).
-  :runlocal a seconds-long smoke run; combinable: :rrc,runlocal
 """
 from bagssl_jax import presets
 

@@ -1,25 +1,17 @@
 """BagSSL BYOL on ImageNet (cf. paper Fig. 3b).
 
-Experiment: ResNet-50 learns 20 random 32x32 patches (`:patch=N` for larger)
-per 224x224 image (TFDS `imagenet2012`), resized to 224 px (`:input=N`); an
-image is the mean of its patch embeddings (eval: central, 16 random patches,
-the non-overlapping grid).
+Experiment: ResNet-50 on 32x32 patches (`:patch=N`) of TFDS `imagenet2012`,
+resized to 224 px. Recipe and variants (:patch=N, :input=N, :rrc, :runlocal):
+bagssl_jax/presets.py.
 Hyper-parameters (bagssl_jax/presets.py): EMA target momentum 0.99 (cosine to
 1), projector 4096-256, predictor 4096, LARS base lr 0.45, wd 1e-6, 10 warmup
 epochs: the 100-epoch presets of google-deepmind/deepmind-research
 byol/configs/byol.py.
-Patches per image, batch 256 and 100 epochs are this repository's choice
-(EMP-SSL's 20-patch, view-to-mean recipe), not the paper's verified values.
 Paper number: 62% top-1 linear probe with 32x32 patches (abstract of arXiv
 2206.08954, read; the abstract names no method). Per method and patch size: see
 Fig. 3b (not verified here).
 
   python -m bagssl_jax.main --config=configs/imagenet_byol.py --workdir=DIR
-  :patch=N  fixed patch side in pixels (default 32; e.g. patch=64)
-  :input=N  side the patches are resized to (default 224)
-  :rrc      the multi-scale baseline (RandomResizedCrop(0.08, 1) views at 224
-            px, 2 views, 100 epochs).
-  :runlocal a seconds-long smoke run; combinable: :rrc,runlocal
 """
 from bagssl_jax import presets
 
