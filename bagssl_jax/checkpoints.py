@@ -11,26 +11,34 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import time
 from typing import Any
 
 import grain
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
+from jax.experimental import multihost_utils
 
 from bagssl_jax import augment
 from bagssl_jax import config as config_lib
-from bagssl_jax import optim, steps
+from bagssl_jax import numerics, optim, steps
 
 
 class CheckpointError(ValueError):
   """A workdir or checkpoint that cannot be read; one-line message."""
 
 
-def manager(workdir, keep=3) -> ocp.CheckpointManager:
+def manager(workdir, keep=3, cleanup_tmp=False) -> ocp.CheckpointManager:
+  """Saves are atomic: orbax writes <step>.orbax-checkpoint-tmp* and renames
+  it when complete, so a half-written checkpoint is never listed.
+  `cleanup_tmp` (the run holding the workdir's lock) deletes such leftovers."""
   return ocp.CheckpointManager(
       os.path.join(os.path.abspath(workdir), "checkpoints"),
-      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+      options=ocp.CheckpointManagerOptions(
+          max_to_keep=keep, create=True, cleanup_tmp_directories=cleanup_tmp),
       item_names=("state", "data"))
 
 
@@ -49,6 +57,67 @@ def restore(mgr, step, abstract_state, data_iter=None):
   if data_iter is not None:
     items["data"] = grain.checkpoint.CheckpointRestore(data_iter)
   return mgr.restore(int(step), args=ocp.args.Composite(**items))["state"]
+
+
+def restore_newest(mgr, abstract_state, data_iter=None, set_aside=True):
+  """Restores the newest checkpoint that reads back whole and finite.
+
+  Returns (state, step), or (None, None) when there is no checkpoint. A
+  newer checkpoint that fails (truncated, unreadable, non-finite) gets a
+  one-line warning; once an older one restores, the failed ones are moved to
+  WORKDIR/checkpoints_corrupt/ (kept, out of the way of new saves; only with
+  `set_aside`, i.e. by the run that holds the workdir). If none restores,
+  raises CheckpointError and moves nothing.
+  """
+  failed = []
+  for step in sorted(mgr.all_steps(), reverse=True):
+    try:
+      state = restore(mgr, step, abstract_state, data_iter)
+      if not numerics.all_finite(state):
+        raise ValueError("it holds non-finite values")
+    except Exception as e:  # pylint: disable=broad-except
+      reason = _first_line(e)
+      logging.warning("checkpoint step %d in %s cannot be restored (%s); "
+                      "trying the previous one", step, mgr.directory, reason)
+      failed.append((step, reason))
+      continue
+    if failed and set_aside:
+      _set_aside(mgr, [s for s, _ in failed])
+    return state, step
+  if failed:
+    raise CheckpointError(
+        f"no checkpoint in {mgr.directory} can be restored (" + "; ".join(
+            f"step {s}: {r}" for s, r in failed) + ")")
+  return None, None
+
+
+def _first_line(e):
+  lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+  line = lines[0].split(" See full TensorStore")[0] if lines else ""
+  return f"{type(e).__name__}: {line[:300]}"
+
+
+def _set_aside(mgr, bad_steps):
+  """Moves unreadable checkpoints to WORKDIR/checkpoints_corrupt/<step>."""
+  directory = os.fspath(mgr.directory)
+  aside = os.path.join(os.path.dirname(directory), "checkpoints_corrupt")
+  _barrier("bagssl_set_aside_before")
+  if jax.process_index() == 0:
+    os.makedirs(aside, exist_ok=True)
+    for step in bad_steps:
+      target = os.path.join(aside, str(step))
+      if os.path.exists(target):
+        target += f".{int(time.time())}"
+      shutil.move(os.path.join(directory, str(step)), target)
+      logging.warning("moved unreadable checkpoint step %d to %s", step,
+                      target)
+  _barrier("bagssl_set_aside_after")
+  mgr.reload()
+
+
+def _barrier(name):
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
 
 
 def abstract_train_state(config, total_steps=1, steps_per_epoch=1):
@@ -102,12 +171,17 @@ def load(workdir, step=None) -> LoadedModel:
   available = mgr.all_steps()
   if not available:
     raise CheckpointError(f"no checkpoint in {workdir}/checkpoints")
-  step = max(available) if step is None else step
-  if step not in available:
+  if step is not None and step not in available:
     raise CheckpointError(f"no checkpoint for step {step} in {workdir} "
                           f"(available: {sorted(available)})")
   model, abstract = abstract_train_state(config)
-  state = mgr.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract)))["state"]
+  if step is None:  # the newest readable one
+    state, step = restore_newest(mgr, abstract, set_aside=False)
+  else:
+    try:
+      state = restore(mgr, step, abstract)
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(f"checkpoint step {step} in {workdir} cannot be "
+                            f"restored ({_first_line(e)})") from None
   mgr.close()
   return LoadedModel(config, state.params, state.batch_stats, step, model)

@@ -26,7 +26,8 @@ def validate(config, image_shape=None, data_parallel=1, process_count=1):
   if config.model.depth not in models.STAGE_SIZES:
     raise ConfigError(f"config.model.depth: unknown '{config.model.depth}' "
                       f"(choose from {', '.join(models.STAGE_SIZES)})")
-  for field in ("batch_size", "patch_size", "num_patches"):
+  for field in ("batch_size", "patch_size", "num_patches",
+                "checkpoint_every_steps", "keep_checkpoints"):
     if not isinstance(config[field], int) or config[field] <= 0:
       raise ConfigError(f"config.{field} must be a positive integer, "
                         f"got {config[field]!r}")
@@ -71,6 +72,9 @@ def validate(config, image_shape=None, data_parallel=1, process_count=1):
       eval_protocols.parse_protocol(protocol)
     except ValueError as e:
       raise ConfigError(str(e)) from None
+  if config.data.get("bad_images", "stop") not in ("stop", "skip"):
+    raise ConfigError(f"config.data.bad_images: unknown "
+                      f"'{config.data.bad_images}' (choose from stop, skip)")
   if config.data.channels not in (1, 3):
     raise ConfigError(f"config.data.channels must be 1 or 3, "
                       f"got {config.data.channels}")
@@ -138,6 +142,9 @@ def base_config():
   c.data.image_size = 0  # resize+centre-crop to this (0: keep; fixed-size data)
   c.data.mean = (0.5,)
   c.data.std = (0.25,)
+  # An image file that cannot be decoded: "stop" the run naming the file, or
+  # "skip" it (the next decodable image takes its place; counted in the log).
+  c.data.bad_images = "stop"
   c.data.num_workers = 0  # grain worker processes (0: in-process threads)
   c.data.read_threads = 4
   c.data.prefetch = 4
@@ -161,6 +168,9 @@ def base_config():
   c.keep_checkpoints = 3
   c.log_every_seconds = 5.0
   c.run_eval = True
+  # Resume a workdir whose config.json differs in fields that change the
+  # model or data (bagssl_jax/workdir.py lists the fields that may differ).
+  c.allow_config_change = False
 
   c.eval = ml_collections.ConfigDict(dict(
       protocols=("central", "1_patch", "16_patches", "all_patches"),

@@ -13,6 +13,8 @@ from bagssl_jax import train
 from bagssl_jax.checkpoints import CheckpointError
 from bagssl_jax.config import ConfigError
 from bagssl_jax.data import DataError
+from bagssl_jax.numerics import NonFiniteError
+from bagssl_jax.workdir import WorkdirError
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file (get_config).",
@@ -54,9 +56,12 @@ def main(argv):
                jax.devices()[0].platform)
   try:
     train.train_and_evaluate(config, FLAGS.workdir)
-  except (ConfigError, DataError, CheckpointError) as e:
+  except (ConfigError, DataError, CheckpointError, WorkdirError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  except NonFiniteError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(3)
 
 
 def parse_flags(argv):

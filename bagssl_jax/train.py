@@ -2,24 +2,33 @@
 loop, eval. `train_and_evaluate(config, workdir)` is the whole run."""
 from __future__ import annotations
 
-import os
+import contextlib
 
 import jax
 import numpy as np
 from absl import logging
 
-from bagssl_jax import checkpoints, optim, reporting, sharding, steps
+from bagssl_jax import checkpoints, numerics, optim, preemption, preflight
+from bagssl_jax import reporting, sharding, steps
+from bagssl_jax import workdir as workdir_lib
 from bagssl_jax import config as config_lib
 from bagssl_jax import eval as eval_lib
-from bagssl_jax.data import load_source, make_train_iterator, sources
+from bagssl_jax.data import make_train_iterator
 
 
 def train_and_evaluate(config, workdir):
   """Pretrains on fixed-scale patches, checkpoints, then evaluates if asked.
 
-  Returns the final TrainState. Bad config or data raise `ConfigError` /
-  `DataError` before anything is compiled.
+  Returns the final TrainState (at the preemption step after a SIGTERM, with
+  a checkpoint saved there and no eval). Bad config, data or workdir raise
+  `ConfigError` / `DataError` / `WorkdirError` / `CheckpointError` before
+  anything is compiled; a non-finite loss raises `NonFiniteError`.
   """
+  with contextlib.ExitStack() as cleanup:
+    return _train_and_evaluate(config, workdir, cleanup)
+
+
+def _train_and_evaluate(config, workdir, cleanup):
   pi, pc = jax.process_index(), jax.process_count()
 
   # ---------------------------------------------------------------- mesh ---
@@ -30,13 +39,14 @@ def train_and_evaluate(config, workdir):
   dp = sharding.data_parallel_size(mesh)
 
   # --------------------------------------------------------------- input ---
-  source = load_source(config.data, config.data.train_split)
-  image_shape = sources.image_shape(source, config.data)
-  config_lib.validate(config, image_shape, dp, pc)
+  source, _ = preflight.check_inputs(config, dp, pc)
   steps_per_epoch = max(len(source) // config.batch_size, 1)
   total_steps = config.total_steps or config.num_epochs * steps_per_epoch
   data_iter = make_train_iterator(config, source, pi, pc)
   patches_per_step = config.batch_size * config.num_patches
+  # Process 0 locks the workdir and checks/writes config.json: the first
+  # thing written, once config and data check out, before any compile.
+  cleanup.enter_context(workdir_lib.claim(workdir, config))
 
   # --------------------------------------------------------------- model ---
   model = steps.make_model(config)
@@ -58,18 +68,18 @@ def train_and_evaluate(config, workdir):
       donate_argnums=0)
 
   # ---------------------------------------------------------- checkpoint ---
-  if pi == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config_lib.to_json(config))
-  mgr = checkpoints.manager(workdir, config.keep_checkpoints)
-  latest = mgr.latest_step()
-  if latest is not None:
-    abstract = jax.tree.map(
-        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-        abstract_state, state_sharding)
-    state = checkpoints.restore(mgr, latest, abstract, data_iter)
-    logging.info("Resumed from %s at step %d", mgr.directory, latest)
+  # The newest checkpoint that reads back whole is restored (state and the
+  # grain iterator); unreadable newer ones are set aside with a warning.
+  mgr = checkpoints.manager(workdir, config.keep_checkpoints, cleanup_tmp=True)
+  cleanup.callback(mgr.close)
+  cleanup.callback(mgr.wait_until_finished)  # runs first: async saves land
+  abstract = jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+      abstract_state, state_sharding)
+  state, restored = checkpoints.restore_newest(mgr, abstract, data_iter)
+  if state is not None:
+    logging.info("Resumed from %s at step %d", mgr.directory, restored)
+    workdir_lib.drop_metrics_after(workdir, restored)
   else:
     state = jax.jit(init, out_shardings=state_sharding)(
         jax.random.PRNGKey(config.seed))
@@ -80,18 +90,36 @@ def train_and_evaluate(config, workdir):
   reporter = reporting.Reporter(workdir, total_steps, patches_per_step,
                                 config.log_every_seconds)
   reporter.start(step)
-  metrics = None
-  while step < total_steps:
-    batch = sharding.global_batch(next(data_iter), mesh)
-    state, metrics = train_step(state, batch)
-    step += 1
-    if step == 1 or reporter.due() or step == total_steps:
-      reporter.write(step, metrics)
-    if step % config.checkpoint_every_steps == 0 or step == total_steps:
-      checkpoints.save(mgr, step, state, data_iter)
+  watcher = preemption.PreemptionWatcher()  # SIGTERM: save here, exit 0
+  guard = numerics.FiniteGuard()  # never saves a non-finite state
+  preempted = False
+  try:
+    while step < total_steps and not preempted:
+      batch = sharding.global_batch(next(data_iter), mesh)
+      state, metrics = train_step(state, batch)
+      step += 1
+      guard.watch(step, metrics)
+      preempted = watcher.reached(step)
+      if step == 1 or reporter.due() or step == total_steps:
+        reporter.write(step, metrics)
+      if (step % config.checkpoint_every_steps == 0 or step == total_steps
+          or preempted):
+        guard.check_now(step, state)
+        checkpoints.save(mgr, step, state, data_iter)
+  except numerics.NonFiniteError as e:
+    mgr.wait_until_finished()
+    raise numerics.NonFiniteError(
+        f"{e}; the last good checkpoint is step {mgr.latest_step()} in "
+        f"{mgr.directory}") from None
+  finally:
+    watcher.close()  # a SIGTERM from here on (eval) stops the process
+    reporter.close()
+  if preempted:
+    mgr.wait_until_finished()
+    logging.warning("preempted: saved step %d to %s; exiting", step,
+                    mgr.directory)
+    return state
   mgr.wait_until_finished()
-  mgr.close()
-  reporter.close()
 
   # ---------------------------------------------------------------- eval ---
   if config.run_eval:

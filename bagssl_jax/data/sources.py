@@ -13,6 +13,7 @@ import gzip
 import os
 
 import numpy as np
+from absl import logging
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 _IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -56,7 +57,8 @@ class TfdsSource:
   def __getitem__(self, i):
     record = self._ds[i]
     return {"image": np.asarray(record[self._image_key]),
-            "label": np.int32(record[self._label_key])}
+            "label": np.int32(record[self._label_key] if self._label_key
+                              else -1)}
 
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif",
@@ -71,7 +73,7 @@ class ImageFolderSource:
   files of any size and mode work (set data.image_size when sizes differ).
   """
 
-  def __init__(self, root, split, channels, classes=None):
+  def __init__(self, root, split, channels, classes=None, bad_images="stop"):
     folder = os.path.join(root, split)
     if not os.path.isdir(folder):
       raise DataError(f"image folder {folder} does not exist (expected "
@@ -89,28 +91,51 @@ class ImageFolderSource:
           self.files.append(os.path.join(class_dir, f))
           labels.append(label)
     if not self.files:
-      raise DataError(f"image folder {folder} has no images in class "
-                      f"sub-folders (expected {folder}/<class>/*.png|jpg)")
+      loose = any(f.lower().endswith(IMAGE_EXTENSIONS)
+                  for f in os.listdir(folder))
+      raise DataError(
+          f"image folder {folder} has images but no class sub-folders: the "
+          f"labels are missing (expected {folder}/<class>/*.png|jpg)" if loose
+          else f"image folder {folder} has no images in class sub-folders "
+          f"(expected {folder}/<class>/*.png|jpg)")
     self.labels = np.asarray(labels, np.int32)
     self.num_classes, self.channels = len(self.classes), channels
     self.image_shape = None  # sizes may differ: data.image_size decides
+    self.bad_images, self.skipped = bad_images, set()
 
   def __len__(self):
     return len(self.files)
 
   def __getitem__(self, i):
+    for j in range(len(self.files)):  # "skip": the next decodable image
+      k = (int(i) + j) % len(self.files)
+      try:
+        return self._read(k)
+      except DataError as e:
+        if self.bad_images != "skip":
+          raise DataError(f"{e} (set config.data.bad_images=skip to skip "
+                          "such files)") from None
+        if k not in self.skipped:
+          self.skipped.add(k)
+          logging.warning("skipping undecodable image %s (%d skipped so "
+                          "far in this process)", self.files[k],
+                          len(self.skipped))
+    raise DataError(f"no image under {os.path.dirname(os.path.dirname(self.files[0]))} "
+                    "can be decoded")
+
+  def _read(self, i):
     from PIL import Image  # pylint: disable=g-import-not-at-top
     path = self.files[i]
     try:
       with Image.open(path) as im:
         image = np.asarray(im.convert("L" if self.channels == 1 else "RGB"))
-    except OSError as e:
+    except (OSError, ValueError, SyntaxError) as e:
       raise DataError(f"cannot decode image {path}: {e}") from None
     return {"image": image.reshape(image.shape[:2] + (self.channels,)),
             "label": self.labels[i]}
 
 
-def image_folder(root, split, channels):
+def image_folder(root, split, channels, bad_images="stop"):
   if not root:
     raise DataError("data.name 'image_folder' needs data.path=ROOT "
                     "(ROOT/train/<class>/*.png|jpg, ROOT/test/<class>/...)")
@@ -118,7 +143,7 @@ def image_folder(root, split, channels):
   if split != "train" and os.path.isdir(train_dir):
     train_classes = sorted(d for d in os.listdir(train_dir)
                            if os.path.isdir(os.path.join(train_dir, d)))
-  return ImageFolderSource(root, split, channels, train_classes)
+  return ImageFolderSource(root, split, channels, train_classes, bad_images)
 
 
 def _read_idx(path):
@@ -159,8 +184,13 @@ def tfds_source(name, split, data_dir=None):
     ds = tfds.data_source(name, split=split, data_dir=data_dir or None,
                           download=False)
     features = tfds.builder(name, data_dir=data_dir or None).info.features
-    num_classes = features["label"].num_classes
+    num_classes = (features["label"].num_classes if "label" in features
+                   else None)  # None: no labels (training only)
     shape = tuple(features["image"].shape)
+  except tfds.core.registered.DatasetNotFoundError:
+    raise DataError(f"config.data.name: unknown dataset '{name}' (use "
+                    "fashion_mnist, image_folder or a TFDS dataset name)"
+                    ) from None
   except Exception as e:  # pylint: disable=broad-except
     where = data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -168,7 +198,8 @@ def tfds_source(name, split, data_dir=None):
         f"TFDS dataset '{name}' split '{split}' is not prepared as ArrayRecord "
         f"under {where} ({first[:200]}); build it with `tfds build {name} "
         "--file_format=array_record` or set data.path") from None
-  return TfdsSource(ds, num_classes, shape if None not in shape else None)
+  return TfdsSource(ds, num_classes, shape if None not in shape else None,
+                    label_key="label" if num_classes else None)
 
 
 def image_shape(source, data_config):
@@ -186,7 +217,8 @@ def load_source(data_config, split):
   """The source of `data.name` for `split` ('train' or 'test' or a TFDS split)."""
   name, path = data_config.name, data_config.get("path") or ""
   if name == "image_folder":
-    return image_folder(path, split, data_config.channels)
+    return image_folder(path, split, data_config.channels,
+                        data_config.get("bad_images", "stop"))
   if name == "fashion_mnist":
     folder = path or DEBIAN_FASHION_MNIST
     source = fashion_mnist_idx(folder, split) if os.path.isdir(folder) else None

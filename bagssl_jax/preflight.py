@@ -1,0 +1,41 @@
+"""Checks of config and data that run before anything is compiled or written.
+
+`check_inputs` raises `ConfigError` / `DataError` with one line naming the
+field or path: unknown method/model/optimizer (before the data is touched),
+a missing or empty dataset, images that cannot be decoded (the first record
+is read), patch size vs image size, batch vs devices and processes, and, when
+the run will evaluate, a test split without labels.
+"""
+from __future__ import annotations
+
+from bagssl_jax import config as config_lib
+from bagssl_jax.data import load_source, sources
+
+
+def check_inputs(config, data_parallel, process_count):
+  """Returns (train source, image shape) once config and data check out."""
+  config_lib.validate(config)  # config-only checks: no data read yet
+  source = load_source(config.data, config.data.train_split)
+  if len(source) == 0:
+    raise sources.DataError(f"config.data.train_split "
+                            f"'{config.data.train_split}' of "
+                            f"{config.data.name} is empty")
+  image_shape = sources.image_shape(source, config.data)
+  config_lib.validate(config, image_shape, data_parallel, process_count)
+  source[0]  # pylint: disable=pointless-statement  (decodes: DataError)
+  if config.run_eval:
+    _check_labels(source, config, config.data.train_split)
+    test = load_source(config.data, config.data.test_split)
+    if len(test) == 0:
+      raise sources.DataError(f"config.data.test_split "
+                              f"'{config.data.test_split}' of "
+                              f"{config.data.name} is empty")
+    _check_labels(test, config, config.data.test_split)
+  return source, image_shape
+
+
+def _check_labels(source, config, split):
+  if not getattr(source, "num_classes", None):
+    raise sources.DataError(
+        f"split '{split}' of {config.data.name} has no labels, which eval "
+        "needs (set config.run_eval=False to train only)")

@@ -1,0 +1,272 @@
+"""Workdir safety: one run per workdir (lock file), and no silent resume of a
+workdir whose `config.json` trained another model or on other data.
+
+  with workdir.claim(path, config):  # WORKDIR/.lock (owner pid, host, boot);
+    ...                              # config.json checked, then written
+
+`check_config` raises WorkdirError listing the fields that differ (unless
+`config.allow_config_change`); `write_config` keeps an older config.json
+that differs as config.<time>.json.
+
+A lock left by a dead process on the same host (pid gone, or the machine
+rebooted) is stale and taken over with a warning; one held by a live process,
+or by another host, refuses the run.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import time
+
+import jax
+import numpy as np
+from absl import logging
+from jax.experimental import multihost_utils
+
+from bagssl_jax import config as config_lib
+
+LOCK_NAME = ".lock"
+
+# Fields that do not change what is trained (the model, its inputs and the
+# optimisation of a step): they may differ on resume. Every other field, and
+# any field added later, must match `config.json` unless
+# `allow_config_change=True`. total_steps / num_epochs may grow a run.
+FREE_FIELDS = ("total_steps", "num_epochs", "checkpoint_every_steps",
+               "keep_checkpoints", "log_every_seconds", "run_eval",
+               "allow_config_change", "data.num_workers", "data.read_threads",
+               "data.prefetch", "data.test_split", "data.bad_images")
+FREE_PREFIXES = ("eval.", "mesh.")
+
+
+class WorkdirError(ValueError):
+  """A workdir that is in use or cannot be written; one-line message."""
+
+
+# ---------------------------------------------------------------- lock ---
+def _boot_id():
+  try:
+    with open("/proc/sys/kernel/random/boot_id") as f:
+      return f.read().strip()
+  except OSError:
+    return ""
+
+
+def _start_time(pid):
+  """Start time of `pid` in clock ticks since boot (Linux), or None."""
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return int(f.read().rsplit(")", 1)[1].split()[19])
+  except (OSError, IndexError, ValueError):
+    return None
+
+
+def _owner():
+  pid = os.getpid()
+  return {"pid": pid, "host": socket.gethostname(), "boot_id": _boot_id(),
+          "start_time": _start_time(pid), "since": time.time()}
+
+
+def _is_stale(owner):
+  """True when the lock's owner is certainly gone (same host only)."""
+  if owner.get("host") != socket.gethostname():
+    return False
+  if owner.get("boot_id") and _boot_id() and owner["boot_id"] != _boot_id():
+    return True  # the machine rebooted since
+  pid = owner.get("pid")
+  if not isinstance(pid, int) or pid == os.getpid():
+    return True
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return True
+  except PermissionError:
+    pass  # alive, another user's
+  start = _start_time(pid)
+  return (owner.get("start_time") is not None and start is not None
+          and start != owner["start_time"])  # the pid was reused
+
+
+def _read_owner(path):
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def acquire(workdir):
+  """Creates WORKDIR/.lock atomically; raises WorkdirError if in use."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise WorkdirError(f"--workdir {workdir} exists and is not a directory")
+  path = os.path.join(workdir, LOCK_NAME)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+      json.dump(_owner(), f)
+    for _ in range(2):
+      try:
+        os.link(tmp, path)  # atomic: fails if a lock exists
+        return path
+      except FileExistsError:
+        owner = _read_owner(path)
+        if owner is None or _is_stale(owner):
+          logging.warning("workdir %s: removing the stale lock of %s", workdir,
+                          _describe(owner))
+          with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+          continue
+        raise WorkdirError(
+            f"workdir {workdir} is in use by {_describe(owner)} (lock file "
+            f"{path}); if that run is gone, delete the lock file") from None
+    raise WorkdirError(f"cannot take the lock {path}")
+  except OSError as e:
+    raise WorkdirError(f"cannot write to --workdir {workdir}: "
+                       f"{e.strerror or e}") from None
+  finally:
+    with contextlib.suppress(OSError, UnboundLocalError):
+      os.remove(tmp)
+
+
+def release(path):
+  owner = _read_owner(path)
+  if owner and owner.get("pid") == os.getpid() and (
+      owner.get("host") == socket.gethostname()):
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(path)
+
+
+@contextlib.contextmanager
+def claim(workdir, config):
+  """Holds the workdir for a run: process 0 takes WORKDIR/.lock, checks the
+  config against config.json and writes it; every process learns whether
+  that worked (so none goes on alone). Releases the lock on exit."""
+  path, error = None, None
+  if jax.process_index() == 0:
+    try:
+      path = acquire(workdir)
+      check_config(workdir, config)
+      write_config(workdir, config)
+    except (WorkdirError, OSError) as e:
+      error = e if isinstance(e, WorkdirError) else WorkdirError(
+          f"cannot write to --workdir {workdir}: {e}")
+      if path:
+        release(path)
+  if jax.process_count() > 1:
+    failed = multihost_utils.broadcast_one_to_all(np.int32(error is not None))
+    if failed and error is None:
+      error = WorkdirError(f"process 0 could not claim workdir {workdir} "
+                           "(see its error)")
+  if error is not None:
+    raise error
+  try:
+    yield path
+  finally:
+    if path:
+      release(path)
+
+
+def _describe(owner):
+  if not owner:
+    return "an unreadable lock"
+  since = time.strftime("%Y-%m-%d %H:%M:%S",
+                        time.localtime(owner.get("since", 0)))
+  return f"pid {owner.get('pid')} on {owner.get('host')} (since {since})"
+
+
+# -------------------------------------------------------------- config ---
+def _flat(d, prefix=""):
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f"{prefix}{k}."))
+    else:
+      out[prefix + k] = list(v) if isinstance(v, tuple) else v
+  return out
+
+
+def _is_free(field):
+  return field in FREE_FIELDS or field.startswith(FREE_PREFIXES)
+
+
+def read_saved_config(workdir):
+  """The workdir's config.json as a flat dict, or None if there is none."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      return _flat(json.load(f))
+  except (OSError, ValueError) as e:
+    raise WorkdirError(f"cannot read {path}: {e} (move it away to start a new "
+                       "run in this workdir)") from None
+
+
+def config_changes(saved, config):
+  """[(field, saved value, new value)] of the fields that change the model
+  or data. A field the saved config lacks (added to the code since) counts
+  as its default."""
+  new = _flat(json.loads(config_lib.to_json(config)))
+  saved = {**_flat(json.loads(config_lib.to_json(config_lib.base_config()))),
+           **saved}
+  return [(k, saved.get(k, "<absent>"), new.get(k, "<absent>"))
+          for k in sorted(set(saved) | set(new))
+          if not _is_free(k) and saved.get(k) != new.get(k)]
+
+
+def check_config(workdir, config):
+  """Refuses a config that differs from WORKDIR/config.json in fields that
+  change the model or data, unless `config.allow_config_change`."""
+  saved = read_saved_config(workdir)
+  if saved is None:
+    return []
+  changes = config_changes(saved, config)
+  listed = ", ".join(f"config.{k}: {a!r} -> {b!r}" for k, a, b in changes)
+  if changes and not config.get("allow_config_change", False):
+    raise WorkdirError(
+        f"workdir {workdir} holds a run with another config ({listed}); use "
+        "another --workdir, or --config.allow_config_change=True to resume")
+  if changes:
+    logging.warning("workdir %s: config changed (%s)", workdir, listed)
+  return changes
+
+
+def write_config(workdir, config):
+  """Writes WORKDIR/config.json atomically; an older, different one is kept
+  as config.<time>.json."""
+  path = os.path.join(workdir, "config.json")
+  text = config_lib.to_json(config)
+  if os.path.exists(path):
+    with open(path) as f:
+      if f.read() == text:
+        return
+    shutil.copy2(path, os.path.join(
+        workdir, f"config.{time.strftime('%Y%m%d-%H%M%S')}.json"))
+  with open(path + ".tmp", "w") as f:
+    f.write(text)
+  os.replace(path + ".tmp", path)
+
+
+def drop_metrics_after(workdir, step):
+  """Drops metrics.jsonl rows past `step` (logged by a run killed before
+  its next checkpoint; the resumed run logs those steps again)."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if jax.process_index() != 0 or not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = f.readlines()
+  keep = [l for l in lines if not l.strip() or _row_step(l) <= step]
+  if len(keep) != len(lines):
+    with open(path + ".tmp", "w") as f:
+      f.writelines(keep)
+    os.replace(path + ".tmp", path)
+
+
+def _row_step(line):
+  try:
+    return int(json.loads(line).get("step", 0))
+  except (ValueError, AttributeError):
+    return 0

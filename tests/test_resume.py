@@ -1,0 +1,161 @@
+"""Acceptance of preemption-safe exact resume, as the CLI runs it.
+
+Run B trains 40 steps uninterrupted. Run A is the same command, sent SIGTERM
+once its first checkpoint (step 10) appears, then restarted: it must exit 0
+after saving at the step it reached, resume there, and end with B's params.
+Copies of the workdirs then get a truncated newest checkpoint (the run falls
+back to the previous one, still ending on B's params) and a diverging state
+(the run stops with the step and loss terms, saving nothing).
+
+The subprocesses share a persistent compilation cache: B compiles, the rest
+load its executables (~4 s instead of ~15 s of CPU each).
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from bagssl_jax import checkpoints
+from bagssl_jax.data import sources
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.skipif(
+    not os.path.isdir(sources.DEBIAN_FASHION_MNIST),
+    reason="Debian's dataset-fashion-mnist not installed")
+
+COMMAND = [sys.executable, "-m", "bagssl_jax.main",
+           "--config=configs/fashion_mnist_vicreg.py:runlocal",
+           "--config.total_steps=40", "--config.checkpoint_every_steps=10",
+           "--config.run_eval=False"]
+
+
+def _env(cache):
+  return dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1",
+              JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=cache,
+              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+
+
+def _run(workdir, env):
+  return subprocess.run(COMMAND + [f"--workdir={workdir}"], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  base = tmp_path_factory.mktemp("resume")
+  env = _env(str(base / "cache"))
+  a, b = str(base / "A"), str(base / "B")
+  out = {"env": env, "A": a, "B": b, "base": base}
+  out["B_proc"] = _run(b, env)
+  assert out["B_proc"].returncode == 0, out["B_proc"].stderr[-3000:]
+  with open(base / "A1.log", "w") as log:
+    proc = subprocess.Popen(COMMAND + [f"--workdir={a}"], cwd=ROOT, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    while not os.path.isdir(os.path.join(a, "checkpoints", "10")):
+      assert proc.poll() is None and time.time() < deadline, (
+          (base / "A1.log").read_text()[-3000:])
+      time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out["A1_rc"] = proc.wait(timeout=120)
+  out["A1_log"] = (base / "A1.log").read_text()
+  out["A1_steps"] = sorted(int(s) for s in os.listdir(
+      os.path.join(a, "checkpoints")))
+  out["A2_proc"] = _run(a, env)
+  return out
+
+
+def _max_rel_diff(workdir_a, workdir_b):
+  a, b = checkpoints.load(workdir_a), checkpoints.load(workdir_b)
+  assert a.step == b.step == 40
+  worst = 0.
+  for x, y in zip(jax.tree.leaves(a.variables), jax.tree.leaves(b.variables)):
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    worst = max(worst, np.max(np.abs(x - y)) / max(np.max(np.abs(y)), 1e-12))
+  return worst
+
+
+def _losses(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return {r["step"]: r["loss"] for r in map(json.loads, f)}
+
+
+def test_sigterm_saves_exits_0_and_resume_matches_uninterrupted_run(runs):
+  assert runs["A1_rc"] == 0, runs["A1_log"][-3000:]
+  last = runs["A1_steps"][-1]
+  assert 10 <= last < 40 and f"preempted: saved step {last}" in runs["A1_log"]
+  a2 = runs["A2_proc"]
+  assert a2.returncode == 0, a2.stderr[-3000:]
+  assert f"Resumed from {runs['A']}/checkpoints at step {last}" in a2.stderr
+  assert _max_rel_diff(runs["A"], runs["B"]) <= 1e-5
+  assert not os.path.exists(os.path.join(runs["A"], ".lock"))
+  # metrics.jsonl reads as one run: every step once.
+  assert sorted(_losses(runs["A"])) == list(range(1, 41))
+
+
+def test_same_config_and_seed_give_bit_identical_losses(runs):
+  a, b = _losses(runs["A"]), _losses(runs["B"])
+  first = range(1, 11)  # logged by A before the SIGTERM
+  assert [a[s] for s in first] == [b[s] for s in first]
+  assert len(set(b.values())) > 5  # the losses do change from step to step
+
+
+def test_truncated_newest_checkpoint_falls_back_to_previous(runs):
+  c = str(runs["base"] / "C")
+  shutil.copytree(runs["A"], c)
+  state_dir = os.path.join(c, "checkpoints", "40", "state")
+  for root, _, files in os.walk(state_dir):
+    for f in files:
+      os.truncate(os.path.join(root, f), os.path.getsize(
+          os.path.join(root, f)) // 2)
+  proc = _run(c, runs["env"])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  warnings = [l for l in proc.stderr.splitlines()
+              if "cannot be restored" in l]
+  assert len(warnings) == 1 and "step 40" in warnings[0], proc.stderr[-3000:]
+  assert "at step 30" in proc.stderr
+  assert os.listdir(os.path.join(c, "checkpoints_corrupt")) == ["40"]
+  assert _max_rel_diff(c, runs["B"]) <= 1e-5  # steps 31..40 again, exactly
+
+
+def test_diverging_run_stops_with_step_and_loss_terms_saving_nothing(runs):
+  d = str(runs["base"] / "D")
+  shutil.copytree(runs["B"], d)
+  shutil.rmtree(os.path.join(d, "checkpoints", "40"))
+  _blow_up_params(d, 30)  # finite but huge: the next step overflows
+  before = sorted(os.listdir(os.path.join(d, "checkpoints")))
+  proc = _run(d, runs["env"])
+  assert proc.returncode == 3, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  errors = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1, proc.stderr[-3000:]
+  assert "non-finite loss or gradient norm at step 31" in errors[0]
+  assert "invariance=" in errors[0] and "variance=" in errors[0]
+  assert "last good checkpoint is step 30" in errors[0]
+  assert sorted(os.listdir(os.path.join(d, "checkpoints"))) == before
+  assert not os.path.exists(os.path.join(d, ".lock"))
+
+
+def _blow_up_params(workdir, step):
+  """Rewrites checkpoint `step` with every param set to 1e30 (no compile)."""
+  config = checkpoints.read_config(workdir)
+  _, abstract = checkpoints.abstract_train_state(config)
+  mgr = checkpoints.manager(workdir)
+  state = checkpoints.restore(mgr, step, abstract)
+  state = state.replace(params=jax.tree.map(
+      lambda x: np.full(x.shape, 1e30, x.dtype), state.params))
+  data = os.path.join(workdir, "data_of_step")
+  shutil.copytree(os.path.join(workdir, "checkpoints", str(step), "data"), data)
+  mgr.delete(step)
+  checkpoints.save(mgr, step, state, wait=True)
+  mgr.close()
+  shutil.copytree(data, os.path.join(workdir, "checkpoints", str(step), "data"))
+  shutil.rmtree(data)
