@@ -77,6 +77,9 @@ def initialize(mode="auto", coordinator_address=None, num_processes=None,
   check_flags(coordinator_address, num_processes, process_id)
   # CPU processes exchange collectives over TCP (no effect on GPU/TPU).
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  # Random bits independent of how arrays are sharded (the default in new
+  # JAX): init and augmentations are the same on any topology.
+  jax.config.update("jax_threefry_partitionable", True)
   if coordinator_address is not None:  # explicit flags win over the mode
     jax.distributed.initialize(coordinator_address, num_processes, process_id)
     return "flags"
