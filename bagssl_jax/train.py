@@ -25,6 +25,8 @@ def train_and_evaluate(config, workdir):
   # ---------------------------------------------------------------- mesh ---
   try:
     mesh = sharding.make_mesh(config.mesh)
+    # This process's rows of every global batch (the same for any topology).
+    block, num_blocks = sharding.process_batch_block(mesh)
   except ValueError as e:
     raise config_lib.ConfigError(str(e)) from None
   dp = sharding.data_parallel_size(mesh)
@@ -35,7 +37,7 @@ def train_and_evaluate(config, workdir):
   config_lib.validate(config, image_shape, dp, pc)
   steps_per_epoch = max(len(source) // config.batch_size, 1)
   total_steps = config.total_steps or config.num_epochs * steps_per_epoch
-  data_iter = make_train_iterator(config, source, pi, pc)
+  data_iter = make_train_iterator(config, source, block, num_blocks)
   patches_per_step = config.batch_size * config.num_patches
 
   # --------------------------------------------------------------- model ---
@@ -46,8 +48,9 @@ def train_and_evaluate(config, workdir):
 
   # ------------------------------------------------------------ sharding ---
   abstract_state = jax.eval_shape(init, jax.random.PRNGKey(config.seed))
-  state_sharding = jax.tree.map(lambda _: sharding.replicated(mesh),
-                                abstract_state)
+  state_sharding = sharding.state_shardings(
+      abstract_state, mesh, config.get("param_sharding", "replicated"),
+      config.get("fsdp_min_size", 2**16))
   batch_sharding = sharding.batch_sharding(mesh)
 
   # ---------------------------------------------------------------- step ---
@@ -95,8 +98,8 @@ def train_and_evaluate(config, workdir):
 
   # ---------------------------------------------------------------- eval ---
   if config.run_eval:
-    eval_lib.evaluate(model, {"params": state.params,
-                              "batch_stats": state.batch_stats},
+    eval_lib.evaluate(model, sharding.replicate(
+        {"params": state.params, "batch_stats": state.batch_stats}, mesh),
                       config, mesh, workdir)
   return state
 
@@ -104,9 +107,12 @@ def train_and_evaluate(config, workdir):
 def _log_run(mesh, config, state, total_steps, step):
   n_params = sum(np.prod(x.shape) for x in jax.tree.leaves(state.params))
   logging.info(
-      "mesh %s | %d processes | global batch %d images x %d patches, %d per "
-      "device | %s params, %.1f MiB state per device | steps %d..%d",
+      "mesh %s | %d processes | global batch %d images x %d patches, %d "
+      "images per device | %s params (%s, %s compute): %.1f MiB params, "
+      "%.1f MiB train state per device | steps %d..%d",
       dict(mesh.shape), jax.process_count(), config.batch_size,
       config.num_patches, config.batch_size // sharding.data_parallel_size(mesh),
-      f"{n_params:,}", sharding.bytes_per_device(state) / 2**20, step,
-      total_steps)
+      f"{n_params:,}", config.get("param_sharding", "replicated"),
+      config.get("dtype", "float32"),
+      sharding.bytes_per_device(state.params) / 2**20,
+      sharding.bytes_per_device(state) / 2**20, step, total_steps)

@@ -31,6 +31,7 @@ def _main(*args, devices=1, tmp):
     (["--config.data.name=image_folder"], 1, "data.path"),
     (["--config.loss.sim_coeff=50"], 1, "--config.loss.sim_coeff=50"),
     (["--config=configs/nonexistent.py"], 1, "nonexistent.py"),
+    (["--coordinator_address=localhost:1234"], 1, "--num_processes"),
 ])
 def test_bad_config_one_line_error(tmp_path, args, devices, field):
   proc = _main(*args, devices=devices, tmp=tmp_path)
