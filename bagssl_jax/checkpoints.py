@@ -175,6 +175,11 @@ def load(workdir, step=None) -> LoadedModel:
     raise CheckpointError(f"no checkpoint for step {step} in {workdir} "
                           f"(available: {sorted(available)})")
   model, abstract = abstract_train_state(config)
+  # Onto one local device, whatever mesh / processes saved it.
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+      abstract)
   if step is None:  # the newest readable one
     state, step = restore_newest(mgr, abstract, set_aside=False)
   else:

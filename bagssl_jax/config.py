@@ -75,6 +75,12 @@ def validate(config, image_shape=None, data_parallel=1, process_count=1):
   if config.data.get("bad_images", "stop") not in ("stop", "skip"):
     raise ConfigError(f"config.data.bad_images: unknown "
                       f"'{config.data.bad_images}' (choose from stop, skip)")
+  if config.get("dtype", "float32") not in ("float32", "bfloat16"):
+    raise ConfigError(f"config.dtype: unknown '{config.dtype}' (choose from "
+                      "float32, bfloat16)")
+  if config.get("param_sharding", "replicated") not in ("replicated", "fsdp"):
+    raise ConfigError(f"config.param_sharding: unknown '{config.param_sharding}'"
+                      " (choose from replicated, fsdp)")
   if config.data.channels not in (1, 3):
     raise ConfigError(f"config.data.channels must be 1 or 3, "
                       f"got {config.data.channels}")
@@ -131,6 +137,8 @@ def base_config():
   c.rrc_ratio = (3 / 4, 4 / 3)
   # BYOL: EMA target network, momentum cosine-scheduled from this to 1.
   c.target_momentum = 0.99
+  # Compute dtype of the network ("bfloat16" on GPU/TPU); parameters, BatchNorm
+  # statistics, the loss and the optimizer stay float32.
   c.dtype = "float32"
 
   c.data = ml_collections.ConfigDict()
@@ -162,7 +170,13 @@ def base_config():
       name="lars", base_lr=0.3, weight_decay=1e-4, momentum=0.9,
       warmup_epochs=10, end_lr_factor=0.001))
 
-  c.mesh = ml_collections.ConfigDict(dict(data=-1))
+  # Device mesh: both axes split the batch; -1 = the rest of the devices.
+  # param_sharding "fsdp" splits every parameter / optimizer-state leaf of at
+  # least fsdp_min_size elements over the `fsdp` axis (e.g. --config.mesh.fsdp=8
+  # --config.param_sharding=fsdp); "replicated" keeps a copy on every device.
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
+  c.param_sharding = "replicated"
+  c.fsdp_min_size = 2**16
 
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3

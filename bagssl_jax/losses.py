@@ -91,7 +91,9 @@ def total_coding_rate(z, eps_sq):
   `eps_sq` is the squared distortion; EMP-SSL's `eps=0.2` is this eps_sq
   (its code divides by n * eps, with eps=0.2)."""
   n, d = z.shape
-  cov = jnp.eye(d, dtype=z.dtype) + (d / (n * eps_sq)) * (z.T @ z)
+  # det(I_d + c z^T z) = det(I_n + c z z^T): factor the smaller Gram matrix.
+  gram = z.T @ z if d <= n else z @ z.T
+  cov = jnp.eye(min(n, d), dtype=z.dtype) + (d / (n * eps_sq)) * gram
   return 0.5 * jnp.linalg.slogdet(cov)[1]
 
 

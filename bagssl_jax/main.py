@@ -9,7 +9,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from bagssl_jax import train
+from bagssl_jax import distributed, train
 from bagssl_jax.checkpoints import CheckpointError
 from bagssl_jax.config import ConfigError
 from bagssl_jax.data import DataError
@@ -24,6 +24,10 @@ flags.DEFINE_string("coordinator_address", None,
                     "host:port of process 0 for multi-process JAX.")
 flags.DEFINE_integer("num_processes", None, "Number of JAX processes.")
 flags.DEFINE_integer("process_id", None, "This process's index.")
+flags.DEFINE_enum("distributed", "auto", distributed.MODES,
+                  "Multi-process without the three flags above: 'on' calls "
+                  "jax.distributed.initialize() (SLURM, Open MPI, TPU-VM pod "
+                  "slices), 'auto' does so where such a launch is detected.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -47,11 +51,14 @@ def main(argv):
     print(f"error: cannot load {FLAGS['config'].serialize()}: "
           f"{lines[-1] if lines else type(e).__name__}", file=sys.stderr)
     sys.exit(2)
-  if FLAGS.coordinator_address:
-    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
-                               FLAGS.process_id)
-  logging.info("JAX %s: process %d/%d, %d local / %d global devices (%s)",
-               jax.__version__, jax.process_index(), jax.process_count(),
+  try:
+    how = distributed.initialize(FLAGS.distributed, FLAGS.coordinator_address,
+                                 FLAGS.num_processes, FLAGS.process_id)
+  except distributed.DistributedError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  logging.info("JAX %s: process %d/%d (%s), %d local / %d global devices (%s)",
+               jax.__version__, jax.process_index(), jax.process_count(), how,
                jax.local_device_count(), jax.device_count(),
                jax.devices()[0].platform)
   try:

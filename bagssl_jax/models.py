@@ -21,6 +21,8 @@ STAGE_SIZES = {
     "resnet50": (3, 4, 6, 3),
 }
 BOTTLENECK = {"resnet10": False, "resnet18": False, "resnet34": False, "resnet50": True}
+# False: convolutions lowered as on accelerators even on CPU (bagssl_jax.memory).
+CPU_LOWERINGS = True
 
 
 def _tap_matrix(h, w, k, s):
@@ -79,7 +81,8 @@ class Conv(nn.Module):
     kernel = kernel.astype(self.dtype)
     n, h, w, c = x.shape
     ho, wo = -(-h // s), -(-w // s)
-    cpu = self.cpu_lowerings and jax.default_backend() == "cpu"
+    cpu = (self.cpu_lowerings and CPU_LOWERINGS
+           and jax.default_backend() == "cpu")
     if cpu and k > 1 and ho * wo <= self.dense_max_outputs:
       taps, ho, wo = _tap_matrix(h, w, k, s)
       dense = jnp.einsum("pqt,tio->piqo", taps.astype(self.dtype),

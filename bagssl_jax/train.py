@@ -29,11 +29,13 @@ def train_and_evaluate(config, workdir):
 
 
 def _train_and_evaluate(config, workdir, cleanup):
-  pi, pc = jax.process_index(), jax.process_count()
+  pc = jax.process_count()
 
   # ---------------------------------------------------------------- mesh ---
   try:
     mesh = sharding.make_mesh(config.mesh)
+    # This process's rows of every global batch (the same for any topology).
+    block, num_blocks = sharding.process_batch_block(mesh)
   except ValueError as e:
     raise config_lib.ConfigError(str(e)) from None
   dp = sharding.data_parallel_size(mesh)
@@ -42,7 +44,7 @@ def _train_and_evaluate(config, workdir, cleanup):
   source, _ = preflight.check_inputs(config, dp, pc)
   steps_per_epoch = max(len(source) // config.batch_size, 1)
   total_steps = config.total_steps or config.num_epochs * steps_per_epoch
-  data_iter = make_train_iterator(config, source, pi, pc)
+  data_iter = make_train_iterator(config, source, block, num_blocks)
   patches_per_step = config.batch_size * config.num_patches
   # Process 0 locks the workdir and checks/writes config.json: the first
   # thing written, once config and data check out, before any compile.
@@ -56,8 +58,9 @@ def _train_and_evaluate(config, workdir, cleanup):
 
   # ------------------------------------------------------------ sharding ---
   abstract_state = jax.eval_shape(init, jax.random.PRNGKey(config.seed))
-  state_sharding = jax.tree.map(lambda _: sharding.replicated(mesh),
-                                abstract_state)
+  state_sharding = sharding.state_shardings(
+      abstract_state, mesh, config.get("param_sharding", "replicated"),
+      config.get("fsdp_min_size", 2**16))
   batch_sharding = sharding.batch_sharding(mesh)
 
   # ---------------------------------------------------------------- step ---
@@ -123,8 +126,8 @@ def _train_and_evaluate(config, workdir, cleanup):
 
   # ---------------------------------------------------------------- eval ---
   if config.run_eval:
-    eval_lib.evaluate(model, {"params": state.params,
-                              "batch_stats": state.batch_stats},
+    eval_lib.evaluate(model, sharding.replicate(
+        {"params": state.params, "batch_stats": state.batch_stats}, mesh),
                       config, mesh, workdir)
   return state
 
@@ -132,9 +135,12 @@ def _train_and_evaluate(config, workdir, cleanup):
 def _log_run(mesh, config, state, total_steps, step):
   n_params = sum(np.prod(x.shape) for x in jax.tree.leaves(state.params))
   logging.info(
-      "mesh %s | %d processes | global batch %d images x %d patches, %d per "
-      "device | %s params, %.1f MiB state per device | steps %d..%d",
+      "mesh %s | %d processes | global batch %d images x %d patches, %d "
+      "images per device | %s params (%s, %s compute): %.1f MiB params, "
+      "%.1f MiB train state per device | steps %d..%d",
       dict(mesh.shape), jax.process_count(), config.batch_size,
       config.num_patches, config.batch_size // sharding.data_parallel_size(mesh),
-      f"{n_params:,}", sharding.bytes_per_device(state) / 2**20, step,
-      total_steps)
+      f"{n_params:,}", config.get("param_sharding", "replicated"),
+      config.get("dtype", "float32"),
+      sharding.bytes_per_device(state.params) / 2**20,
+      sharding.bytes_per_device(state) / 2**20, step, total_steps)

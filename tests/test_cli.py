@@ -47,6 +47,7 @@ def _assert_one_line_error(proc, field):
     (["--config.data.name=image_folder"], 1, "data.path"),
     (["--config.loss.sim_coeff=50"], 1, "--config.loss.sim_coeff=50"),
     (["--config=configs/nonexistent.py"], 1, "nonexistent.py"),
+    (["--coordinator_address=localhost:1234"], 1, "--num_processes"),
 ])
 def test_bad_config_one_line_error(tmp_path, args, devices, field):
   proc = _main(*args, devices=devices, tmp=tmp_path)

@@ -123,16 +123,16 @@ def test_train_batches_same_for_any_process_count(idx_folder):
   config.data.path = idx_folder
   src = sources.load_source(config.data, "train")
   one = _collect(config, src, 0, 1, 3)
-  two = [_collect(config, src, p, 2, 3) for p in range(2)]
-  for step in range(3):
-    assert one[step]["patches"].shape == (16, 2, 14, 14, 1)
-    # Process p holds global stream positions p, p+2, ...: interleave them.
-    merged = np.empty_like(one[step]["patches"])
-    merged[0::2], merged[1::2] = (two[0][step]["patches"],
-                                  two[1][step]["patches"])
-    np.testing.assert_array_equal(np.sort(merged.reshape(16, -1), 0),
-                                  np.sort(one[step]["patches"].reshape(16, -1),
-                                          0))
+  for n in (2, 4):
+    blocks = [_collect(config, src, p, n, 3) for p in range(n)]
+    for step in range(3):
+      assert one[step]["patches"].shape == (16, 2, 14, 14, 1)
+      # Process p holds rows [p * 16 / n, (p + 1) * 16 / n) of each global
+      # batch: concatenated in process order they are the 1-process batch,
+      # row for row (patch positions included).
+      for key in ("patches", "label"):
+        np.testing.assert_array_equal(
+            np.concatenate([b[step][key] for b in blocks]), one[step][key])
 
 
 def test_train_iterator_reshuffles_each_epoch(idx_folder):

@@ -3,6 +3,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from bagssl_jax import losses
 
@@ -164,8 +165,9 @@ def test_barlow_twins_reference_and_collapse():
       rtol=1e-5)
 
 
-def test_total_coding_rate_and_tcr():
-  z = jax.random.normal(jax.random.PRNGKey(7), (20, 5))
+@pytest.mark.parametrize("shape", [(20, 5), (6, 24)])  # n > d and n < d
+def test_total_coding_rate_and_tcr(shape):
+  z = jax.random.normal(jax.random.PRNGKey(7), shape)
   n, d = z.shape
   ref = 0.5 * np.linalg.slogdet(np.eye(d) + d / (n * 0.2) *
                                 np.asarray(z, np.float64).T @ np.asarray(z))[1]

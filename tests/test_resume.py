@@ -37,8 +37,9 @@ COMMAND = [sys.executable, "-m", "bagssl_jax.main",
 
 
 def _env(cache):
-  return dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1",
-              JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=cache,
+  xla_flags = os.environ.get("XLA_FLAGS", "")  # conftest's -O0 included
+  return dict(os.environ, XLA_FLAGS=xla_flags +
+              " --xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=cache,
               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
 

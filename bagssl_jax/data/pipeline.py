@@ -1,7 +1,8 @@
 """grain pipelines: the training patch stream and the eval image batches.
 
 Train: source -> shuffle (per-epoch reseeded) -> repeat -> tag stream index
--> this process's shard -> preprocess -> batch -> extract patches. Each
+-> this process's block of every global batch -> preprocess -> batch ->
+extract patches. Each
 element of the resulting iterator is {"patches": uint8 (b, N, p, p, C),
 "label": int32 (b,)} for this process's b = batch_size / process_count images
 (with config.crop="rrc": {"image": uint8 (b, H, W, C), "boxes": (b, N, 4),
@@ -93,13 +94,44 @@ def _tag_index(index, element):
   return {**element, "index": np.int64(index)}
 
 
+class BatchBlock(grain.MapDataset):
+  """Process `block`'s rows of every global batch of `global_batch` elements:
+  stream positions k * B + block * b + [0, b) of global batch k (b = B /
+  num_blocks). The processes' local batches, concatenated in block order (as
+  `jax.make_array_from_process_local_data` does), are the 1-process batch,
+  row for row, whatever the number of processes."""
+
+  def __init__(self, parent, block, num_blocks, global_batch):
+    super().__init__(parent)
+    self._block, self._local = block, global_batch // num_blocks
+    self._global = global_batch
+    self._length = len(parent) // global_batch * self._local
+
+  def __len__(self):
+    return self._length
+
+  def _parent_index(self, index):
+    k, r = divmod(index, self._local)
+    return k * self._global + self._block * self._local + r
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    return self._parent[self._parent_index(index)]
+
+  def _getitems(self, indices):
+    return self._parent._getitems([self._parent_index(i) for i in indices])  # pylint: disable=protected-access
+
+
 def make_train_iterator(config, source, process_index=0, process_count=1):
-  """Checkpointable grain iterator of this process's patch batches."""
+  """Checkpointable grain iterator of this process's patch batches: block
+  `process_index` of `process_count` equal blocks of each global batch (see
+  `sharding.process_batch_block`)."""
   data = config.data
   local_batch = config.batch_size // process_count
   ds = grain.MapDataset.source(source).seed(config.seed).shuffle().repeat()
   ds = ds.map_with_index(_tag_index)  # global stream position
-  ds = ds[process_index::process_count]
+  ds = BatchBlock(ds, process_index, process_count, config.batch_size)
   ds = ds.map(Preprocess(data.channels, data.get("image_size") or 0))
   ds = ds.batch(local_batch, drop_remainder=True)
   if config.get("crop", "patches") == "rrc":

@@ -1,0 +1,293 @@
+"""Benchmarks: `python -m bagssl_jax.bench [--json] [--sections=...]`.
+
+Sections (each runs in its own subprocess, so peak memory is its own):
+  pipeline  the real grain train pipeline (read, shuffle, patch extraction,
+            batching): Fashion-MNIST 28x28 -> 2 x 14x14 patches, and a
+            CIFAR-shaped source (32x32x3 -> 2 x 14x14x3; the resize to 32 is
+            done on the device), with 1 read thread (a per-core figure).
+  train     the fixed workload of issue 6: ResNet-18 CIFAR stem, widths
+            16/32/64/128, 1x14x14 inputs, projector 512-512-512, VICReg
+            25/25/1, SGD momentum 0.9, float32, 256 images x 2 patches.
+            `train_patches_per_s` times forward + backward + update on ready
+            patches; `train_full_step_patches_per_s` adds this repository's
+            on-device augmentation (colour jitter, flip) as in training.
+  eval      patch-aggregated embedding (`all_patches` and `16_patches` of
+            the Fashion-MNIST test set) and its peak memory (max RSS).
+  probe     optax linear probe vs scikit-learn's LogisticRegression on the
+            same features (the mean-of-16-patch h of a randomly initialised
+            ResNet-10, or of `--workdir`'s checkpoint), and the kNN's time.
+  gpu       on a GPU only: ResNet-50, 224x224 (and 100x100 patches), bf16,
+            the VICReg step: images/s and MFU from XLA's cost analysis.
+
+Steady state only: compilation is timed apart; each figure is the median of
+`--repeats` timed repeats.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+SECTIONS = ("pipeline", "train", "eval", "probe", "gpu")
+flags.DEFINE_bool("json", False, "Print one JSON object as the last line.")
+flags.DEFINE_list("sections", list(SECTIONS), "Which benchmarks to run.")
+flags.DEFINE_string("section", None, "Internal: run one section in-process.")
+flags.DEFINE_integer("repeats", 5, "Timed repeats per figure (median).")
+flags.DEFINE_string("workdir", None, "Probe features from this run's "
+                    "checkpoint instead of a randomly initialised network.")
+FLAGS = flags.FLAGS
+
+
+def _median_rate(fn, units, repeats):
+  """Median of `units / seconds` over `repeats` calls of fn()."""
+  rates = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    fn()
+    rates.append(units / (time.perf_counter() - t0))
+  return statistics.median(rates)
+
+
+def _peak_rss_mib():
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _fm_config(**overrides):
+  from bagssl_jax import presets  # pylint: disable=g-import-not-at-top
+  config = presets.fashion_mnist("vicreg")
+  for k, v in overrides.items():
+    config[k] = v
+  return config
+
+
+# ------------------------------------------------------------- pipeline ---
+def bench_pipeline(repeats):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from bagssl_jax.data import load_source, make_train_iterator, sources
+  out = {}
+  config = _fm_config()
+  config.data.read_threads = 1
+  cases = {"fashion_mnist": load_source(config.data, "train"),
+           "cifar_shaped": sources.ArraySource(
+               np.random.default_rng(0).integers(0, 256, (50_000, 32, 32, 3),
+                                                 dtype=np.uint8),
+               np.zeros((50_000,), np.int32), 10)}
+  for name, source in cases.items():
+    config.data.channels = source.image_shape[-1]
+    it = make_train_iterator(config, source)
+    for _ in range(20):  # warm up threads and prefetch
+      next(it)
+    n_batches = 100
+    patches = n_batches * config.batch_size * config.num_patches
+    def run():
+      for _ in range(n_batches):
+        next(it)
+    out[f"pipeline_{name}_patches_per_s"] = _median_rate(run, patches, repeats)
+  out["pipeline_patches_per_s"] = out.pop("pipeline_fashion_mnist_patches_per_s")
+  out["pipeline_read_threads"] = 1
+  return out
+
+
+# ---------------------------------------------------------------- train ---
+def _workload_config():
+  config = _fm_config()
+  config.model.update(depth="resnet18", width=16, cifar_stem=True,
+                      projector_dims=(512, 512, 512))
+  config.optimizer.update(name="sgd", base_lr=0.1, weight_decay=0.0,
+                          momentum=0.9, warmup_epochs=0)
+  config.loss.vicreg = dict(sim_coeff=25., std_coeff=25., cov_coeff=1.)
+  return config
+
+
+def bench_train(repeats):
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp
+  import numpy as np
+  import optax
+  from bagssl_jax import losses, optim, steps
+  config = _workload_config()
+  b, n, p = config.batch_size, config.num_patches, config.patch_size
+  model = steps.make_model(config)
+  tx, lr = optim.make_optimizer(config.optimizer, b, 1000, 100)
+  state = jax.jit(steps.make_init(model, tx, config))(jax.random.PRNGKey(0))
+  rng = np.random.default_rng(0)
+  uint8_batch = {"patches": rng.integers(0, 256, (b, n, p, p, 1), np.uint8),
+                 "label": np.zeros((b,), np.int32)}
+  x = jnp.asarray(rng.normal(size=(b * n, p, p, 1)).astype(np.float32))
+
+  def model_step(state, x):
+    def loss_fn(params):
+      (_, z), new = model.apply({"params": params,
+                                 "batch_stats": state.batch_stats}, x,
+                                train=True, mutable=["batch_stats"])
+      z = z.reshape(b, n, -1)
+      loss, _ = losses.vicreg_loss(z[:, 0], z[:, 1], **config.loss.vicreg)
+      return loss, new["batch_stats"]
+    (loss, stats), g = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(g, state.opt_state, state.params)
+    return state.replace(params=optax.apply_updates(state.params, updates),
+                         batch_stats=stats, opt_state=opt_state,
+                         step=state.step + 1), loss
+
+  full_step = steps.make_train_step(model, tx, lr, config, 1000)
+  out = {}
+  for name, fn, batch in (("train", model_step, x),
+                          ("train_full_step", full_step,
+                           jax.device_put(uint8_batch))):
+    step = jax.jit(fn, donate_argnums=0)
+    t0 = time.perf_counter()
+    compiled = step.lower(state, batch).compile()
+    out[f"{name}_compile_s"] = time.perf_counter() - t0
+    for _ in range(3):
+      state, res = compiled(state, batch)
+    jax.block_until_ready(res)
+    holder = [state]
+    def run(k=10):
+      s = holder[0]
+      for _ in range(k):
+        s, r = compiled(s, batch)
+      jax.block_until_ready(r)
+      holder[0] = s
+    out[f"{name}_patches_per_s"] = _median_rate(run, 10 * b * n, repeats)
+    state = holder[0]
+  out["train_patches_per_step"] = b * n
+  out["train_workload"] = "resnet18 w16 cifar-stem 1x14x14, proj 512^3, vicreg, sgd"
+  return out
+
+
+# ----------------------------------------------------------------- eval ---
+def _features(workdir, max_images, protocol="16_patches"):
+  """(train_x, train_y, test_x, test_y, num_classes, seconds per protocol)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from bagssl_jax import checkpoints, eval as eval_lib, sharding, steps
+  from bagssl_jax.data import load_source, sources
+  if workdir:
+    m = checkpoints.load(workdir)
+    config, model, variables = m.config, m.model, m.variables
+  else:
+    config = _fm_config()
+    model = steps.make_model(config)
+    variables = model.init(jax.random.PRNGKey(0),
+                           jax.numpy.zeros(steps.input_shape(config)),
+                           train=False)
+  config.eval.protocols = (protocol,)
+  mesh = sharding.make_mesh(config.mesh)
+  train_src = load_source(config.data, config.data.train_split)
+  test_src = load_source(config.data, config.data.test_split)
+  embedder = eval_lib.PatchEmbedder(
+      model, config, sources.image_shape(test_src, config.data), mesh)
+  tr, tr_y = embedder(variables, train_src, max_images)
+  t0 = time.perf_counter()
+  te, te_y = embedder(variables, test_src)
+  return (tr[protocol], tr_y, te[protocol], te_y, train_src.num_classes,
+          time.perf_counter() - t0, len(te_y))
+
+
+def bench_eval(repeats):
+  del repeats  # one pass over the test set per protocol is already long
+  out = {}
+  for protocol, per_image in (("all_patches", 9), ("16_patches", 16)):
+    *_, seconds, n_test = _features(FLAGS.workdir, 256, protocol)
+    out[f"eval_{protocol}_patches_per_s"] = n_test * per_image / seconds
+  out["eval_patches_per_s"] = out["eval_all_patches_patches_per_s"]
+  out["eval_peak_rss_mib"] = _peak_rss_mib()
+  return out
+
+
+# ---------------------------------------------------------------- probe ---
+def bench_probe(repeats):
+  del repeats
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from bagssl_jax import presets, probes
+  config = presets.fashion_mnist("vicreg")
+  tr, tr_y, te, te_y, k, *_ = _features(FLAGS.workdir, 0)
+  ev = config.eval
+  kw = dict(learning_rates=tuple(ev.probe_learning_rates),
+            weight_decays=tuple(ev.probe_weight_decays), steps=ev.probe_steps,
+            batch_size=ev.probe_batch_size or None, seed=ev.seed)
+  probes.linear_probe(tr[:2048], tr_y[:2048], te, te_y, k, **kw)  # compile
+  t0 = time.perf_counter()
+  lin = probes.linear_probe(tr, tr_y, te, te_y, k, **kw)
+  out = {"probe_seconds": time.perf_counter() - t0,
+         "probe_accuracy": lin["accuracy"], "probe_train_images": len(tr_y)}
+  probes.knn_classify(tr, tr_y, te[:64], te_y[:64], k)  # compile
+  t0 = time.perf_counter()
+  probes.knn_classify(tr, tr_y, te, te_y, k)
+  out["knn_seconds"] = time.perf_counter() - t0
+  try:
+    from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
+    from sklearn.preprocessing import StandardScaler
+  except ImportError:
+    out["sklearn"] = "not installed"
+    return out
+  scaler = StandardScaler().fit(tr)
+  t0 = time.perf_counter()
+  clf = LogisticRegression(max_iter=1000).fit(scaler.transform(tr), tr_y)
+  out["sklearn_seconds"] = time.perf_counter() - t0
+  out["sklearn_accuracy"] = float(np.mean(clf.predict(scaler.transform(te))
+                                          == te_y))
+  return out
+
+
+# ------------------------------------------------------------------ gpu ---
+def bench_gpu(repeats):
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.devices()[0].platform != "gpu":
+    return {"gpu": "not measured (no GPU)"}
+  from bagssl_jax import gpu_bench  # pylint: disable=g-import-not-at-top
+  return gpu_bench.run(repeats)
+
+
+# --------------------------------------------------------------- driver ---
+def _run_section(name):
+  return {"pipeline": bench_pipeline, "train": bench_train, "eval": bench_eval,
+          "probe": bench_probe, "gpu": bench_gpu}[name](FLAGS.repeats)
+
+
+def _child(name):
+  cmd = [sys.executable, "-m", "bagssl_jax.bench", f"--section={name}",
+         f"--repeats={FLAGS.repeats}"]
+  if FLAGS.workdir:
+    cmd.append(f"--workdir={FLAGS.workdir}")
+  proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  lines = proc.stdout.strip().splitlines()
+  if proc.returncode != 0 or not lines:
+    err = (proc.stderr.strip().splitlines() or ["?"])[-1]
+    return {f"{name}_error": err}
+  return json.loads(lines[-1])
+
+
+def _fmt(v):
+  if isinstance(v, float):
+    return f"{v:,.0f}" if v >= 100 else f"{v:.4g}"
+  return str(v)
+
+
+def main(argv):
+  del argv
+  if FLAGS.section:
+    print(json.dumps(_run_section(FLAGS.section)), flush=True)
+    return
+  bad = [s for s in FLAGS.sections if s not in SECTIONS]
+  if bad:
+    print(f"error: --sections: unknown {bad} (choose from {SECTIONS})",
+          file=sys.stderr)
+    sys.exit(2)
+  results = {"cpu_count": os.cpu_count()}
+  for name in FLAGS.sections:
+    r = _child(name)
+    results.update(r)
+    for k, v in r.items():
+      print(f"{k:<42}{_fmt(v):>16}", flush=True)
+  if FLAGS.json:
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,138 @@
+"""Scale-out pieces: bf16 compute with f32 params, an FSDP + bf16 run through
+the CLI, the launch scripts (syntax, dry runs) and the memory analysis."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from bagssl_jax import checkpoints, optim, steps
+from bagssl_jax import config as config_lib
+from bagssl_jax.data import sources
+from tests.conftest import ROOT, load_config
+
+needs_fmnist = pytest.mark.skipif(
+    not os.path.isdir(sources.DEBIAN_FASHION_MNIST),
+    reason="Debian's dataset-fashion-mnist not installed")
+
+# LLVM -O0 compiles the CPU programs ~5x faster; neither the numbers checked
+# here nor XLA's buffer assignment depend on it.
+FAST_COMPILE = "--xla_backend_optimization_level=0"
+
+
+def _env(devices):
+  return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=(
+      f"--xla_force_host_platform_device_count={devices} {FAST_COMPILE}"))
+
+
+def test_bf16_computes_in_bf16_and_keeps_f32_params_and_loss():
+  config = load_config("fashion_mnist_vicreg", "runlocal")
+  config.dtype = "bfloat16"
+  model = steps.make_model(config)
+  tx, _ = optim.make_optimizer(config.optimizer, config.batch_size, 10, 10)
+  state = jax.eval_shape(steps.make_init(model, tx, config),
+                         jax.random.PRNGKey(0))
+  for x in jax.tree.leaves((state.params, state.batch_stats,
+                            state.opt_state)):
+    assert x.dtype == np.float32 or x.dtype == np.int32  # int: step counts
+  batch = {"patches": jax.ShapeDtypeStruct((16, 2, 14, 14, 1), np.uint8),
+           "label": jax.ShapeDtypeStruct((16,), np.int32)}
+  lowered = jax.jit(steps.make_loss_fn(model, config)).lower(
+      state.params, state, jax.random.PRNGKey(1), batch)
+  hlo = lowered.as_text()
+  assert re.search(r"stablehlo\.(convolution|dot_general).*bf16", hlo)
+  loss_info, (_, stats_info, _) = lowered.out_info
+  assert loss_info.dtype == np.float32
+  assert all(x.dtype == np.float32 for x in jax.tree.leaves(stats_info))
+
+
+@pytest.mark.parametrize("field,value", [("dtype", "float16"),
+                                         ("param_sharding", "zero3")])
+def test_unknown_dtype_or_layout_is_a_config_error(field, value):
+  config = load_config("fashion_mnist_vicreg", "runlocal")
+  config[field] = value
+  with pytest.raises(config_lib.ConfigError, match=f"config.{field}"):
+    config_lib.validate(config)
+
+
+@needs_fmnist
+def test_fsdp_bf16_run_through_the_cli(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "bagssl_jax.main",
+       "--config=configs/fashion_mnist_vicreg.py:runlocal",
+       f"--workdir={tmp_path}", "--config.total_steps=2",
+       "--config.run_eval=False", "--config.dtype=bfloat16",
+       "--config.param_sharding=fsdp", "--config.mesh.data=2",
+       "--config.mesh.fsdp=2", "--config.fsdp_min_size=1024"],
+      cwd=ROOT, env=_env(4), capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  line = next(l for l in proc.stderr.splitlines() if "train state per" in l)
+  assert "{'data': 2, 'fsdp': 2}" in line and "(fsdp, bfloat16" in line
+  with open(tmp_path / "metrics.jsonl") as f:
+    assert all(np.isfinite(json.loads(l)["loss"]) for l in f)
+  params = checkpoints.load(str(tmp_path)).params
+  for x in jax.tree.leaves(params):
+    assert x.dtype == np.float32 and np.isfinite(np.asarray(x)).all()
+
+
+def _launch(script, **env):
+  return subprocess.run(["bash", f"launch/{script}"], cwd=ROOT, text=True,
+                        capture_output=True, env=dict(os.environ, **env),
+                        timeout=30)
+
+
+def test_launch_scripts_parse_and_dry_run():
+  scripts = sorted(f for f in os.listdir(os.path.join(ROOT, "launch"))
+                   if f.endswith(".sh"))
+  assert {"gpu_single_host.sh", "slurm_multinode.sh",
+          "tpu_vm_pod.sh"} <= set(scripts)
+  for s in scripts:
+    proc = subprocess.run(["bash", "-n", f"launch/{s}"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, (s, proc.stderr)
+  gpu = _launch("gpu_single_host.sh", DRY_RUN="1", WORKDIR="/tmp/w",
+                TFDS_DATA_DIR="/data/tfds")
+  assert gpu.stdout.strip() == (
+      "python -m bagssl_jax.main --config=configs/imagenet_vicreg.py "
+      "--workdir=/tmp/w --distributed=off --config.dtype=bfloat16 "
+      "--config.param_sharding=replicated --config.data.path=/data/tfds")
+  slurm = _launch("slurm_multinode.sh", DRY_RUN="1", WORKDIR="/shared/w",
+                  PARAM_SHARDING="fsdp", SLURM_NNODES="4")
+  assert slurm.stdout.strip() == (
+      "srun --kill-on-bad-exit=1 python -m bagssl_jax.main "
+      "--config=configs/imagenet_vicreg.py --workdir=/shared/w "
+      "--distributed=on --config.dtype=bfloat16 --config.param_sharding=fsdp "
+      "--config.mesh.data=4 --config.mesh.fsdp=-1")
+  tpu = _launch("tpu_vm_pod.sh", DRY_RUN="1", TPU_NAME="pod", ZONE="z1",
+                WORKDIR="gs://b/run")
+  assert tpu.stdout.strip() == (
+      "gcloud compute tpus tpu-vm ssh pod --zone=z1 --worker=all "
+      "'--command=cd bagssl_jax && python3 -m bagssl_jax.main "
+      "--config=configs/imagenet_vicreg.py --workdir=gs://b/run "
+      "--distributed=on --config.dtype=bfloat16 "
+      "--config.param_sharding=replicated '")
+  missing = _launch("tpu_vm_pod.sh", DRY_RUN="1", ZONE="z1")
+  assert missing.returncode == 2 and "error: set TPU_NAME" in missing.stderr
+
+
+def test_memory_analysis_of_a_small_config(tmp_path):
+  out = tmp_path / "memory.json"
+  proc = subprocess.run(
+      [sys.executable, "-m", "bagssl_jax.memory",
+       "--config=configs/fashion_mnist_vicreg.py:runlocal", "--devices=4",
+       "--layouts=fsdp", "--config.fsdp_min_size=1024", f"--json={out}"],
+      cwd=ROOT, env=_env(1), capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "| fsdp | {'data': 1, 'fsdp': 4} | 4 |" in proc.stdout
+  (r,) = json.loads(out.read_text())
+  assert r["platform"] == "cpu" and r["per_device_batch"] == 4
+  # Params (f32) and LARS momenta: 8 bytes a parameter unsharded; FSDP holds
+  # much less per device.
+  assert r["state_bytes"] < 0.6 * 8 * r["params"]
+  # The donated train state is an argument, aliased by the output.
+  assert r["argument_bytes"] >= r["state_bytes"] > 0
+  assert r["alias_bytes"] >= r["state_bytes"] and r["temp_bytes"] > 0
