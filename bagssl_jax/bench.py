@@ -11,11 +11,16 @@ Sections (each runs in its own subprocess, so peak memory is its own):
             `train_patches_per_s` times forward + backward + update on ready
             patches; `train_full_step_patches_per_s` adds this repository's
             on-device augmentation (colour jitter, flip) as in training.
+  torch     the same train workload in PyTorch eager (CPU, 2 threads) when
+            torch is installed (it is not a dependency), for
+            `train_vs_torch_ratio` = train_patches_per_s / torch's.
   eval      patch-aggregated embedding (`all_patches` and `16_patches` of
             the Fashion-MNIST test set) and its peak memory (max RSS).
   probe     optax linear probe vs scikit-learn's LogisticRegression on the
             same features (the mean-of-16-patch h of a randomly initialised
             ResNet-10, or of `--workdir`'s checkpoint), and the kNN's time.
+  scaling   (not in the default list: several compiles) train patches/s of
+            the same workload as patches per image, batch and width vary.
   gpu       on a GPU only: ResNet-50, 224x224 (and 100x100 patches), bf16,
             the VICReg step: images/s and MFU from XLA's cost analysis.
 
@@ -34,7 +39,8 @@ import time
 
 from absl import app, flags
 
-SECTIONS = ("pipeline", "train", "eval", "probe", "gpu")
+SECTIONS = ("pipeline", "train", "torch", "eval", "probe", "gpu")
+EXTRA_SECTIONS = ("scaling",)
 flags.DEFINE_bool("json", False, "Print one JSON object as the last line.")
 flags.DEFINE_list("sections", list(SECTIONS), "Which benchmarks to run.")
 flags.DEFINE_string("section", None, "Internal: run one section in-process.")
@@ -105,13 +111,13 @@ def _workload_config():
   return config
 
 
-def bench_train(repeats):
+def bench_train(repeats, config=None, full_step=True):
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp
   import numpy as np
   import optax
   from bagssl_jax import losses, optim, steps
-  config = _workload_config()
+  config = config or _workload_config()
   b, n, p = config.batch_size, config.num_patches, config.patch_size
   model = steps.make_model(config)
   tx, lr = optim.make_optimizer(config.optimizer, b, 1000, 100)
@@ -126,8 +132,8 @@ def bench_train(repeats):
       (_, z), new = model.apply({"params": params,
                                  "batch_stats": state.batch_stats}, x,
                                 train=True, mutable=["batch_stats"])
-      z = z.reshape(b, n, -1)
-      loss, _ = losses.vicreg_loss(z[:, 0], z[:, 1], **config.loss.vicreg)
+      loss, _ = losses.method_loss("vicreg", z.reshape(b, n, -1),
+                                   **config.loss.vicreg)
       return loss, new["batch_stats"]
     (loss, stats), g = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(g, state.opt_state, state.params)
@@ -135,11 +141,13 @@ def bench_train(repeats):
                          batch_stats=stats, opt_state=opt_state,
                          step=state.step + 1), loss
 
-  full_step = steps.make_train_step(model, tx, lr, config, 1000)
+  cases = [("train", model_step, x)]
+  if full_step:
+    cases.append(("train_full_step",
+                  steps.make_train_step(model, tx, lr, config, 1000),
+                  jax.device_put(uint8_batch)))
   out = {}
-  for name, fn, batch in (("train", model_step, x),
-                          ("train_full_step", full_step,
-                           jax.device_put(uint8_batch))):
+  for name, fn, batch in cases:
     step = jax.jit(fn, donate_argnums=0)
     t0 = time.perf_counter()
     compiled = step.lower(state, batch).compile()
@@ -158,6 +166,27 @@ def bench_train(repeats):
     state = holder[0]
   out["train_patches_per_step"] = b * n
   out["train_workload"] = "resnet18 w16 cifar-stem 1x14x14, proj 512^3, vicreg, sgd"
+  return out
+
+
+def bench_torch(repeats):
+  from bagssl_jax import torch_reference  # pylint: disable=g-import-not-at-top
+  return torch_reference.run(repeats)
+
+
+def bench_scaling(repeats):
+  """Train patches/s as one factor of the workload varies (others fixed)."""
+  out = {}
+  for field, values in (("num_patches", (2, 4, 8)), ("batch_size", (128, 512)),
+                        ("width", (8, 32))):
+    for v in values:
+      config = _workload_config()
+      if field == "width":
+        config.model.width = v
+      else:
+        config[field] = v
+      r = bench_train(max(repeats // 2, 2), config, full_step=False)
+      out[f"scaling_{field}_{v}_patches_per_s"] = r["train_patches_per_s"]
   return out
 
 
@@ -247,7 +276,8 @@ def bench_gpu(repeats):
 # --------------------------------------------------------------- driver ---
 def _run_section(name):
   return {"pipeline": bench_pipeline, "train": bench_train, "eval": bench_eval,
-          "probe": bench_probe, "gpu": bench_gpu}[name](FLAGS.repeats)
+          "probe": bench_probe, "gpu": bench_gpu,
+          "torch": bench_torch, "scaling": bench_scaling}[name](FLAGS.repeats)
 
 
 def _child(name):
@@ -274,9 +304,9 @@ def main(argv):
   if FLAGS.section:
     print(json.dumps(_run_section(FLAGS.section)), flush=True)
     return
-  bad = [s for s in FLAGS.sections if s not in SECTIONS]
+  bad = [s for s in FLAGS.sections if s not in SECTIONS + EXTRA_SECTIONS]
   if bad:
-    print(f"error: --sections: unknown {bad} (choose from {SECTIONS})",
+    print(f"error: --sections: unknown {bad} (choose from {SECTIONS + EXTRA_SECTIONS})",
           file=sys.stderr)
     sys.exit(2)
   results = {"cpu_count": os.cpu_count()}
@@ -285,6 +315,11 @@ def main(argv):
     results.update(r)
     for k, v in r.items():
       print(f"{k:<42}{_fmt(v):>16}", flush=True)
+  if "torch_train_patches_per_s" in results and "train_patches_per_s" in results:
+    results["train_vs_torch_ratio"] = (results["train_patches_per_s"] /
+                                       results["torch_train_patches_per_s"])
+    print(f"{'train_vs_torch_ratio':<42}"
+          f"{results['train_vs_torch_ratio']:>16.3f}", flush=True)
   if FLAGS.json:
     print(json.dumps(results))
 

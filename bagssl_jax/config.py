@@ -43,6 +43,12 @@ def validate(config, image_shape=None, data_parallel=1, process_count=1):
   if config.get("crop", "patches") not in ("patches", "rrc"):
     raise ConfigError(f"config.crop: unknown '{config.crop}' (choose from "
                       "patches, rrc)")
+  sw = tuple(config.model.get("stage_widths", ()))
+  if sw and (len(sw) != len(models.STAGE_SIZES[config.model.depth]) or
+             any(not isinstance(w, int) or w <= 0 for w in sw)):
+    raise ConfigError(f"config.model.stage_widths must be () or "
+                      f"{len(models.STAGE_SIZES[config.model.depth])} positive "
+                      f"integers, got {sw!r}")
   if config.method == "byol" and config.model.predictor_hidden <= 0:
     raise ConfigError("config.model.predictor_hidden must be positive for "
                       "method 'byol'")
@@ -163,6 +169,7 @@ def base_config():
 
   c.model = ml_collections.ConfigDict(dict(
       depth="resnet18", width=64, cifar_stem=True,
+      stage_widths=(),  # channels per stage; () = width * 2**i
       projector_dims=(2048, 2048, 2048),
       predictor_hidden=4096))  # BYOL predictor: hidden -> projector_dims[-1]
 

@@ -139,12 +139,16 @@ class ResNet(nn.Module):
 
   `cifar_stem`: 3x3 stride-1 first conv and no max-pool (small images);
   otherwise the ImageNet stem (7x7 stride-2 conv + 3x3 stride-2 max-pool).
+  Stage i has `width * 2**i` channels unless `stage_widths` lists them (a
+  wider last stage widens h, the representation, at little cost on the
+  small maps where it runs).
   """
   depth: str = "resnet18"
   width: int = 64
   cifar_stem: bool = True
   bn_momentum: float = 0.9
   dtype: Any = jnp.float32
+  stage_widths: Sequence[int] = ()
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -164,7 +168,9 @@ class ResNet(nn.Module):
     for i, n_blocks in enumerate(STAGE_SIZES[self.depth]):
       for j in range(n_blocks):
         strides = 2 if i > 0 and j == 0 else 1
-        x = block(self.width * 2**i, strides, conv=conv, norm=norm,
+        filters = (self.stage_widths[i] if self.stage_widths
+                   else self.width * 2**i)
+        x = block(filters, strides, conv=conv, norm=norm,
                   name=f"stage{i + 1}_block{j + 1}")(x)
     return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
 
@@ -200,10 +206,12 @@ class BagSSLModel(nn.Module):
   projector_dims: Sequence[int] = (512, 512, 512)
   predictor_hidden: int = 0
   dtype: Any = jnp.float32
+  stage_widths: Sequence[int] = ()
 
   def setup(self):
     self.backbone = ResNet(self.depth, self.width, self.cifar_stem,
-                           dtype=self.dtype)
+                           dtype=self.dtype,
+                           stage_widths=tuple(self.stage_widths))
     self.projector = Projector(tuple(self.projector_dims), dtype=self.dtype)
     if self.predictor_hidden:
       self.predictor = Projector((self.predictor_hidden,

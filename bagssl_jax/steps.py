@@ -41,7 +41,8 @@ def make_model(config) -> models.BagSSLModel:
       depth=m.depth, width=m.width, cifar_stem=m.cifar_stem,
       projector_dims=tuple(m.projector_dims),
       predictor_hidden=m.predictor_hidden if uses_target(config) else 0,
-      dtype=DTYPES[config.dtype])
+      dtype=DTYPES[config.dtype],
+      stage_widths=tuple(m.get("stage_widths", ())))
 
 
 def input_shape(config):

@@ -18,13 +18,7 @@ needs_fmnist = pytest.mark.skipif(
 
 @needs_fmnist
 @pytest.mark.parametrize("method", losses.METHODS)
-def test_each_method_trains_on_runlocal(tmp_path, method, monkeypatch):
-  if method == "tcr":
-    # Known problem (open): TCR's train step (slogdet) hangs on 4 fake CPU
-    # devices on 2 cores; its loss alone shards fine (test_losses). Train
-    # it on one device here.
-    all_devices = jax.devices
-    monkeypatch.setattr(jax, "devices", lambda *a: all_devices(*a)[:1])
+def test_each_method_trains_on_runlocal(tmp_path, method):
   config = load_config("fashion_mnist_vicreg", "runlocal")
   config.method = method
   config.num_patches = 3  # exercises the multi-view forms too
