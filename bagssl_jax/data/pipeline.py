@@ -1,9 +1,9 @@
 """grain pipelines: the training patch stream and the eval image batches.
 
-Train: source -> shuffle (per-epoch reseeded) -> repeat -> tag stream index
--> this process's block of every global batch -> preprocess -> batch ->
-extract patches. Each
-element of the resulting iterator is {"patches": uint8 (b, N, p, p, C),
+Train: batches of (stream position, record index) from a per-epoch
+permutation, this process's block of each global batch -> read, preprocess
+and extract patches for the whole batch at once. Each element of
+the resulting iterator is {"patches": uint8 (b, N, p, p, C),
 "label": int32 (b,)} for this process's b = batch_size / process_count images
 (with config.crop="rrc": {"image": uint8 (b, H, W, C), "boxes": (b, N, 4),
 "label"}, cropped and resized on device).
@@ -11,6 +11,7 @@ element of the resulting iterator is {"patches": uint8 (b, N, p, p, C),
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import grain
 import numpy as np
@@ -56,91 +57,119 @@ def preprocess_image(image, channels, image_size=0):
   return image
 
 
+def read_batch(source, record_indices, channels, image_size=0):
+  """uint8 images (b, H, W, C) and int32 labels (b,) of `record_indices`:
+  one fancy-indexing gather for in-memory sources, else record by record
+  (decode + `preprocess_image`)."""
+  if isinstance(source, ArraySource) and not image_size:
+    images = source.images[record_indices]
+    if images.ndim == 3:
+      images = images[..., None]
+    if images.shape[-1] != channels:
+      images = np.stack([preprocess_image(im, channels) for im in images])
+    return images, source.labels[record_indices].astype(np.int32)
+  records = [source[int(i)] for i in record_indices]
+  images = np.stack([preprocess_image(r["image"], channels, image_size)
+                     for r in records])
+  return images, np.array([r["label"] for r in records], np.int32)
+
+
 @dataclasses.dataclass(frozen=True)
-class ExtractPatches(grain.transforms.Map):
-  """Batch of images -> `num_patches` random fixed-size patches per image."""
+class ReadAndCrop(grain.transforms.Map):
+  """A batch of (stream index, record index) rows -> the batch's images, read
+  and preprocessed, then cut into `num_patches` fixed-size patches per image
+  at positions hashed from (seed, stream index) ("patches"), or kept whole
+  with RandomResizedCrop boxes ("rrc"; cropped and resized on the device).
+  Working on whole batches keeps grain's per-element cost to integers."""
+  source: object
+  channels: int
+  image_size: int
   seed: int
   num_patches: int
   patch_size: int
+  crop: str = "patches"
+  rrc_scale: tuple = (0.08, 1.0)
+  rrc_ratio: tuple = (3 / 4, 4 / 3)
 
-  def map(self, batch):
-    images = batch["image"]
-    pos = patches_lib.random_positions(self.seed, batch["index"],
-                                       self.num_patches, images.shape[1:3],
-                                       self.patch_size)
+  def map(self, rows):
+    stream, record = rows[:, 0], rows[:, 1]
+    images, labels = read_batch(self.source, record, self.channels,
+                                self.image_size)
+    if self.crop == "rrc":
+      boxes = patches_lib.random_resized_crops(
+          self.seed, stream, self.num_patches, images.shape[1:3],
+          tuple(self.rrc_scale), tuple(self.rrc_ratio))
+      return {"image": images, "boxes": boxes, "label": labels}
+    pos = patches_lib.random_positions(self.seed, stream, self.num_patches,
+                                       images.shape[1:3], self.patch_size)
     return {"patches": patches_lib.extract_patches(images, pos,
                                                    self.patch_size),
-            "label": batch["label"]}
+            "label": labels}
 
 
-@dataclasses.dataclass(frozen=True)
-class RandomResizedCropBoxes(grain.transforms.Map):
-  """Batch of images -> the images plus `num_crops` RandomResizedCrop boxes
-  per image (the multi-scale baseline; crops are resized on device)."""
-  seed: int
-  num_crops: int
-  scale: tuple
-  ratio: tuple
+class ShuffledBatchIndices(grain.MapDataset):
+  """Element k: this process's rows of global batch k, as (b, 2) int64
+  [stream position, record index].
 
-  def map(self, batch):
-    images = batch["image"]
-    boxes = patches_lib.random_resized_crops(
-        self.seed, batch["index"], self.num_crops, images.shape[1:3],
-        tuple(self.scale), tuple(self.ratio))
-    return {"image": images, "boxes": boxes, "label": batch["label"]}
-
-
-def _tag_index(index, element):
-  return {**element, "index": np.int64(index)}
-
-
-class BatchBlock(grain.MapDataset):
-  """Process `block`'s rows of every global batch of `global_batch` elements:
-  stream positions k * B + block * b + [0, b) of global batch k (b = B /
+  The stream visits all records once per epoch in a permutation seeded by
+  (seed, epoch) and never ends; global batch k is stream positions
+  k * B + [0, B), of which process block i holds i * b + [0, b) (b = B /
   num_blocks). The processes' local batches, concatenated in block order (as
   `jax.make_array_from_process_local_data` does), are the 1-process batch,
-  row for row, whatever the number of processes."""
+  row for row, whatever the number of processes. Random access (a pure
+  function of k), so grain can checkpoint, shard over workers and prefetch.
+  """
 
-  def __init__(self, parent, block, num_blocks, global_batch):
-    super().__init__(parent)
-    self._block, self._local = block, global_batch // num_blocks
-    self._global = global_batch
-    self._length = len(parent) // global_batch * self._local
+  def __init__(self, num_records, seed, global_batch, block=0, num_blocks=1):
+    super().__init__()
+    self._n, self._seed, self._global = num_records, seed, global_batch
+    self._local = global_batch // num_blocks
+    self._offset = block * self._local
+    self._perms = {}
 
   def __len__(self):
-    return self._length
+    return sys.maxsize // self._global
 
-  def _parent_index(self, index):
-    k, r = divmod(index, self._local)
-    return k * self._global + self._block * self._local + r
+  def __str__(self):
+    return (f"ShuffledBatchIndices(n={self._n}, batch={self._global}, "
+            f"rows {self._offset}..{self._offset + self._local})")
 
-  def __getitem__(self, index):
-    if isinstance(index, slice):
-      return self.slice(index)
-    return self._parent[self._parent_index(index)]
+  def _permutation(self, epoch):
+    perm = self._perms.get(epoch)
+    if perm is None:
+      perm = np.random.default_rng([self._seed, epoch]).permutation(self._n)
+      if len(self._perms) >= 4:
+        self._perms = {}
+      self._perms[epoch] = perm
+    return perm
 
-  def _getitems(self, indices):
-    return self._parent._getitems([self._parent_index(i) for i in indices])  # pylint: disable=protected-access
+  def __getitem__(self, k):
+    if isinstance(k, slice):
+      return self.slice(k)
+    pos = k * self._global + self._offset + np.arange(self._local,
+                                                      dtype=np.int64)
+    epoch, offset = np.divmod(pos, self._n)
+    record = np.empty_like(pos)
+    for e in np.unique(epoch):
+      rows = epoch == e
+      record[rows] = self._permutation(int(e))[offset[rows]]
+    return np.stack([pos, record], axis=1)
 
 
 def make_train_iterator(config, source, process_index=0, process_count=1):
   """Checkpointable grain iterator of this process's patch batches: block
   `process_index` of `process_count` equal blocks of each global batch (see
-  `sharding.process_batch_block`)."""
+  `sharding.process_batch_block`).
+
+  The batches of record indices come from `ShuffledBatchIndices`; reading, preprocessing and patch extraction then run once per batch
+  (`ReadAndCrop`), vectorised."""
   data = config.data
-  local_batch = config.batch_size // process_count
-  ds = grain.MapDataset.source(source).seed(config.seed).shuffle().repeat()
-  ds = ds.map_with_index(_tag_index)  # global stream position
-  ds = BatchBlock(ds, process_index, process_count, config.batch_size)
-  ds = ds.map(Preprocess(data.channels, data.get("image_size") or 0))
-  ds = ds.batch(local_batch, drop_remainder=True)
-  if config.get("crop", "patches") == "rrc":
-    ds = ds.map(RandomResizedCropBoxes(config.seed, config.num_patches,
-                                       tuple(config.rrc_scale),
-                                       tuple(config.rrc_ratio)))
-  else:
-    ds = ds.map(ExtractPatches(config.seed, config.num_patches,
-                               config.patch_size))
+  ds = ShuffledBatchIndices(len(source), config.seed, config.batch_size,
+                            process_index, process_count)
+  ds = ds.map(ReadAndCrop(
+      source, data.channels, data.get("image_size") or 0, config.seed,
+      config.num_patches, config.patch_size, config.get("crop", "patches"),
+      tuple(config.rrc_scale), tuple(config.rrc_ratio)))
   it = ds.to_iter_dataset(grain.ReadOptions(
       num_threads=data.get("read_threads", 4),
       prefetch_buffer_size=data.get("prefetch", 4)))
