@@ -218,5 +218,6 @@ def runlocal(c):
   c.eval.batch_patches = 256
   c.eval.probe_steps = 100
   c.model.width = 8
+  c.model.stage_widths = ()
   c.model.projector_dims = (64, 64, 64)
   c.model.predictor_hidden = 64
