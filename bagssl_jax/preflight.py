@@ -39,3 +39,19 @@ def _check_labels(source, config, split):
     raise sources.DataError(
         f"split '{split}' of {config.data.name} has no labels, which eval "
         "needs (set config.run_eval=False to train only)")
+
+
+def heldout_source(config, data_parallel, process_count):
+  """The test split that the held-out loss reads (eval.heldout_images)."""
+  n = config.eval.heldout_images
+  if n % data_parallel or n % process_count:
+    raise config_lib.ConfigError(
+        f"config.eval.heldout_images {n} is not divisible by the "
+        f"{data_parallel} data-parallel devices and {process_count} processes")
+  source = load_source(config.data, config.data.test_split)
+  if len(source) < n:
+    raise sources.DataError(
+        f"config.data.test_split '{config.data.test_split}' of "
+        f"{config.data.name} has {len(source)} images, fewer than "
+        f"config.eval.heldout_images={n}")
+  return source
