@@ -182,7 +182,7 @@ class LoadedModel:
       self._embedders[key] = (embedding.PassEmbedder(
           self.model, c, images.shape[1:], mesh, [protocol]), mesh)
     embedder, mesh = self._embedders[key]
-    variables = sharding.replicate(self.variables, mesh)
+    variables = jax.device_put(self.variables, sharding.replicated(mesh))
     feats, _ = embedder(variables, sources.ArraySource(
         images, np.zeros(len(images), np.int32), 0))
     return feats[protocol]

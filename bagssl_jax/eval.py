@@ -37,8 +37,8 @@ from bagssl_jax.protocols import parse_protocol  # pylint: disable=unused-import
 from bagssl_jax.tables import format_table  # pylint: disable=unused-import
 
 # What the binary evaluates unless --config.eval.<field> says otherwise.
-BINARY_DEFAULTS = dict(protocols=protocols.FULL, low_shot=(0.01, 0.1),
-                       tsne_images=2000, figures=True)
+BINARY_DEFAULTS = dict(protocols=protocols.FULL, knn_extra_k=(200,),
+                       low_shot=(0.01, 0.1), tsne_images=2000, figures=True)
 
 
 class PatchEmbedder(embedding.PassEmbedder):
@@ -195,9 +195,9 @@ def main(argv):
                            flags.FLAGS["config"].override_values)
     prepared = prepare(config)  # bad config or data: before any compile
     m = checkpoints.load(workdir, flags.FLAGS.step)
-    evaluate(m.model, sharding.replicate(m.variables, sharding.make_mesh(
-        config.mesh)), config, sharding.make_mesh(config.mesh), workdir,
-             m.step, prepared)
+    mesh = sharding.make_mesh(config.mesh)
+    variables = jax.device_put(m.variables, sharding.replicated(mesh))
+    evaluate(m.model, variables, config, mesh, workdir, m.step, prepared)
   except (checkpoints.CheckpointError, sources.DataError,
           config_lib.ConfigError) as e:
     print(f"error: {e}", file=sys.stderr)

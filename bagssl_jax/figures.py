@@ -108,7 +108,7 @@ def similarity_heatmap(image, patch_model, variables, patch_size, path):
   axes[0].add_patch(plt.Rectangle((x - .5, y - .5), patch_size, patch_size,
                                   fill=False, color="red", lw=1.5))
   for ax, space in zip(axes[1:], ("h", "z")):
-    im = ax.imshow(out[space], cmap="viridis", vmin=-1, vmax=1)
+    im = ax.imshow(out[space], cmap="viridis")
     ax.set_title(f"cosine to the query in {space}", fontsize=8)
     ax.set_xlabel("patch column")
     ax.set_ylabel("patch row")
