@@ -244,7 +244,7 @@ def base_config():
       # heldout_every_steps steps (0: never).
       heldout_every_steps=200, heldout_images=256,
       # Transfer: evaluate on another dataset (name empty: the run's data).
-      # Channels and normalisation stay the model's.
+      # Channels and normalisation stay the model's; image_size 0: the run's.
       data=dict(name="", path="", image_size=0, train_split="",
                 test_split=""),
       # optax linear probe: AdamW on standardised features, lr x wd sweep on

@@ -47,12 +47,13 @@ class PatchEmbedder(embedding.PassEmbedder):
 
 def eval_data_config(config):
   """config.data, or the eval.data dataset when eval.data.name is set
-  (transfer). Channels and normalisation stay the model's."""
+  (transfer). Channels and normalisation stay the model's; eval.data.image_size
+  0 keeps the run's data.image_size."""
   data = ml_collections.ConfigDict(config.data.to_dict())
   other = config.eval.get("data")
   if other is not None and other.get("name"):
     data.name, data.path = other.name, other.get("path", "")
-    data.image_size = other.get("image_size", 0)
+    data.image_size = other.get("image_size") or data.get("image_size") or 0
     for split in ("train_split", "test_split"):
       if other.get(split):
         data[split] = other[split]
@@ -72,6 +73,10 @@ def prepare(config):
     if not getattr(src, "num_classes", None):
       raise sources.DataError(f"split '{split}' of {data.name} has no labels, "
                               "which eval needs")
+  if not data.get("image_size") and train_src.image_shape is None:
+    field = "eval.data" if config.eval.data.get("name") else "data"
+    raise sources.DataError(f"images of {data.name} differ in size: set "
+                            f"config.{field}.image_size (resize + centre crop)")
   image_shape = sources.image_shape(train_src, data)
   if config.patch_size > min(image_shape[:2]):
     raise config_lib.ConfigError(
