@@ -66,6 +66,9 @@ def test_imagenet_runlocal_one_step_under_mock_data(tmp_path):
   config.eval.max_train_images = 8
   config.eval.max_test_images = 8
   config.data.test_split = "validation"
+  # Figures and health (a ResNet-50 compile of their own) are tested on
+  # small models in test_eval.py; this test keeps to the protocols.
+  config.eval.figures, config.eval.health_images = False, 0
   with tfds.testing.mock_data(num_examples=32):
     state = train.train_and_evaluate(config, str(tmp_path))
   assert int(state.step) == 1
