@@ -71,15 +71,14 @@ def tsne(features, seed=0):
 class HeldoutLoss:
   """The loss terms of the train step on a fixed held-out batch.
 
-  The batch is the first `eval.heldout_images` images of the test split with
+  The batch is the first `n` (eval.heldout_images) test images with
   patches (or crops) drawn as in training from `eval.seed`; the augmentation
   key is fixed, so the curve moves only with the parameters. Uses train-mode
   BatchNorm (the loss as training sees it) and updates nothing.
   """
 
-  def __init__(self, loss_fn, config, source, mesh, state_sharding, block,
+  def __init__(self, loss_fn, config, source, n, mesh, state_sharding, block,
                num_blocks):
-    n = config.eval.heldout_images
     batch = next(pipeline.eval_batches(
         source, n, config.data.channels, config.data.get("image_size") or 0,
         n, block, num_blocks))

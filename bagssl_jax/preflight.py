@@ -8,6 +8,10 @@ the run will evaluate, a test split without labels.
 """
 from __future__ import annotations
 
+import math
+
+from absl import logging
+
 from bagssl_jax import config as config_lib
 from bagssl_jax.data import load_source, sources
 
@@ -42,16 +46,21 @@ def _check_labels(source, config, split):
 
 
 def heldout_source(config, data_parallel, process_count):
-  """The test split that the held-out loss reads (eval.heldout_images)."""
-  n = config.eval.heldout_images
-  if n % data_parallel or n % process_count:
-    raise config_lib.ConfigError(
-        f"config.eval.heldout_images {n} is not divisible by the "
-        f"{data_parallel} data-parallel devices and {process_count} processes")
-  source = load_source(config.data, config.data.test_split)
-  if len(source) < n:
-    raise sources.DataError(
-        f"config.data.test_split '{config.data.test_split}' of "
-        f"{config.data.name} has {len(source)} images, fewer than "
-        f"config.eval.heldout_images={n}")
-  return source
+  """(test source, images) for the held-out loss: eval.heldout_images, or
+  fewer when the test split is smaller (a multiple of the devices and
+  processes); (None, 0) when there is no usable test split and the run does
+  not evaluate (a warning, not an error)."""
+  step = math.lcm(data_parallel, process_count)
+  try:
+    source = load_source(config.data, config.data.test_split)
+  except sources.DataError as e:
+    if config.run_eval:
+      raise
+    logging.warning("no held-out loss: %s", e)
+    return None, 0
+  n = min(config.eval.heldout_images, len(source)) // step * step
+  if n < config.eval.heldout_images:
+    logging.warning("held-out loss on %d images (config.eval.heldout_images="
+                    "%d; test split of %d images, %d devices)", n,
+                    config.eval.heldout_images, len(source), data_parallel)
+  return (source, n) if n else (None, 0)

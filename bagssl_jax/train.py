@@ -44,7 +44,8 @@ def _train_and_evaluate(config, workdir, cleanup):
   source, _ = preflight.check_inputs(config, dp, pc)
   heldout_every = config.eval.get("heldout_every_steps", 0)
   if heldout_every:
-    heldout_source = preflight.heldout_source(config, dp, pc)
+    heldout_source, heldout_n = preflight.heldout_source(config, dp, pc)
+    heldout_every = heldout_every if heldout_n else 0
   steps_per_epoch = max(len(source) // config.batch_size, 1)
   total_steps = config.total_steps or config.num_epochs * steps_per_epoch
   data_iter = make_train_iterator(config, source, block, num_blocks)
@@ -74,8 +75,8 @@ def _train_and_evaluate(config, workdir, cleanup):
       donate_argnums=0)
 
   heldout = (health.HeldoutLoss(
-      steps.make_loss_fn(model, config), config, heldout_source, mesh,
-      state_sharding, block, num_blocks) if heldout_every else None)
+      steps.make_loss_fn(model, config), config, heldout_source, heldout_n,
+      mesh, state_sharding, block, num_blocks) if heldout_every else None)
 
   # ---------------------------------------------------------- checkpoint ---
   # The newest checkpoint that reads back whole is restored (state and the

@@ -151,7 +151,7 @@ def _folder_config(root):
   config.eval.all_patches_stride = 10
   config.eval.local_stride = 5
   config.eval.heldout_every_steps = 2
-  config.eval.heldout_images = 8
+  config.eval.heldout_images = 100  # more than the 12 test images: 12 used
   config.eval.figure_images = 6
   return config
 
