@@ -6,6 +6,7 @@ and `data` the grain iterator position of every process.
 
   m = bagssl_jax.checkpoints.load("/tmp/fm")
   h, z = m.embed_patches(patches_uint8)   # (n, p, p, C) -> (n, d), (n, d')
+  f = m.embed_images(images_uint8_nhwc, protocol="16_patches")  # (n, d)
 """
 from __future__ import annotations
 
@@ -146,6 +147,7 @@ class LoadedModel:
   batch_stats: Any
   step: int
   model: Any
+  _embedders: dict = dataclasses.field(default_factory=dict, repr=False)
 
   @property
   def variables(self):
@@ -157,6 +159,33 @@ class LoadedModel:
                                            self.config.input_size),
                           self.config.data.mean, self.config.data.std)
     return _apply_eval(self.model, self.variables, x)
+
+
+  def embed_images(self, images, protocol="16_patches"):
+    """uint8 images (n, H, W, C) (any C; converted to the model's channels
+    and, with data.image_size, resized + centre-cropped) -> (n, d) features
+    of `protocol` (any eval protocol). Patch positions are hashed from
+    (eval.seed, index in `images`): the same inputs give the same output."""
+    from bagssl_jax import embedding, protocols, sharding  # pylint: disable=g-import-not-at-top
+    from bagssl_jax.data import pipeline, sources  # pylint: disable=g-import-not-at-top
+    protocols.parse(protocol)  # ValueError for an unknown name
+    c = self.config
+    images = np.asarray(images)
+    if images.ndim == 3:
+      images = images[..., None]
+    images = np.stack([pipeline.preprocess_image(
+        im, c.data.channels, c.data.get("image_size") or 0) for im in images])
+    key = (protocol, images.shape[1:])
+    if key not in self._embedders:
+      mesh = sharding.make_mesh({"data": 1, "fsdp": 1},
+                                jax.local_devices()[:1])
+      self._embedders[key] = (embedding.PassEmbedder(
+          self.model, c, images.shape[1:], mesh, [protocol]), mesh)
+    embedder, mesh = self._embedders[key]
+    variables = jax.device_put(self.variables, sharding.replicated(mesh))
+    feats, _ = embedder(variables, sources.ArraySource(
+        images, np.zeros(len(images), np.int32), 0))
+    return feats[protocol]
 
 
 @jax.jit(static_argnums=0)

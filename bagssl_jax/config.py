@@ -11,7 +11,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from bagssl_jax import losses, models, optim
-from bagssl_jax import eval as eval_protocols
+from bagssl_jax import protocols as protocols_lib
 
 
 class ConfigError(ValueError):
@@ -73,11 +73,7 @@ def validate(config, image_shape=None, data_parallel=1, process_count=1):
     raise ConfigError(f"config.optimizer.name: unknown optimizer "
                       f"'{config.optimizer.name}' (choose from "
                       f"{', '.join(optim.OPTIMIZERS)})")
-  for protocol in config.eval.protocols:
-    try:
-      eval_protocols.parse_protocol(protocol)
-    except ValueError as e:
-      raise ConfigError(str(e)) from None
+  validate_eval(config)
   if config.data.get("bad_images", "stop") not in ("stop", "skip"):
     raise ConfigError(f"config.data.bad_images: unknown "
                       f"'{config.data.bad_images}' (choose from stop, skip)")
@@ -90,6 +86,42 @@ def validate(config, image_shape=None, data_parallel=1, process_count=1):
   if config.data.channels not in (1, 3):
     raise ConfigError(f"config.data.channels must be 1 or 3, "
                       f"got {config.data.channels}")
+
+
+def validate_eval(config):
+  """Checks config.eval (protocols, probes, figures, transfer data)."""
+  ev = config.eval
+  if not ev.protocols:
+    raise ConfigError("config.eval.protocols is empty")
+  for protocol in ev.protocols:
+    try:
+      protocols_lib.parse(protocol)
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
+  for field in ("all_patches_stride", "local_stride", "local_grid",
+                "batch_patches", "knn_k"):
+    if not isinstance(ev[field], int) or ev[field] <= 0:
+      raise ConfigError(f"config.eval.{field} must be a positive integer, "
+                        f"got {ev[field]!r}")
+  for k in ev.knn_extra_k:
+    if not isinstance(k, int) or k <= 0:
+      raise ConfigError(f"config.eval.knn_extra_k: {k!r} is not a positive "
+                        "integer")
+  for f in ev.low_shot:
+    if not 0 < f < 1:
+      raise ConfigError(f"config.eval.low_shot: {f!r} is not a fraction in "
+                        "(0, 1)")
+  for field in ("max_train_images", "max_test_images", "subset_max_train_images",
+                "subset_max_test_images", "health_images", "tsne_images",
+                "heldout_every_steps"):
+    if not isinstance(ev[field], int) or ev[field] < 0:
+      raise ConfigError(f"config.eval.{field} must be an integer >= 0, "
+                        f"got {ev[field]!r}")
+  if ev.figure_images < 2:
+    raise ConfigError(f"config.eval.figure_images must be >= 2, "
+                      f"got {ev.figure_images!r}")
+  if ev.heldout_every_steps and ev.heldout_images <= 0:
+    raise ConfigError("config.eval.heldout_images must be positive")
 
 
 def to_json(config) -> str:
@@ -199,6 +231,29 @@ def base_config():
       max_train_images=0,  # 0: all train images feed the probes
       max_test_images=0,
       knn_k=20, knn_temperature=0.07,
+      knn_extra_k=(200,),  # also reported, as "knn_<k>"
+      # Linear probes on a class-stratified fraction of the train labels
+      # ("linear_1%", "linear_10%").
+      low_shot=(0.01, 0.1),
+      # local_aggregation (Table 5): patches on a local_stride grid, h
+      # averaged in each cell of a local_grid x local_grid partition.
+      local_stride=2, local_grid=2,
+      # Costly protocols use only the first subset_max_* images (0: all).
+      subset_protocols=("256_patches", "1_crop", "16_crops",
+                        "local_aggregation"),
+      subset_max_train_images=4000, subset_max_test_images=2000,
+      # Figures (WORKDIR/eval/*.png) from the first figure_images test images;
+      # health (std, effective rank of h and z) on health_images test
+      # patches; t-SNE map of tsne_images test images (0: none).
+      figures=True, figure_images=500, health_images=2000,
+      tsne_images=0, tsne_protocol="all_patches",
+      # Training logs the loss terms on heldout_images test images every
+      # heldout_every_steps steps (0: never).
+      heldout_every_steps=200, heldout_images=256,
+      # Transfer: evaluate on another dataset (name empty: the run's data).
+      # Channels and normalisation stay the model's; image_size 0: the run's.
+      data=dict(name="", path="", image_size=0, train_split="",
+                test_split=""),
       # optax linear probe: AdamW on standardised features, lr x wd sweep on
       # a held-out 10% of train, then refit on all of train.
       probe_steps=2000, probe_batch_size=8192,
@@ -217,6 +272,14 @@ def runlocal(c):
   c.eval.max_test_images = 32
   c.eval.batch_patches = 256
   c.eval.probe_steps = 100
+  c.eval.subset_max_train_images = 32
+  c.eval.subset_max_test_images = 16
+  c.eval.figure_images = 8
+  c.eval.health_images = 32
+  c.eval.low_shot = (0.25,)
+  c.eval.knn_extra_k = (30,)
+  c.eval.heldout_every_steps = 0
+  c.eval.heldout_images = 16
   c.model.width = 8
   c.model.stage_widths = ()
   c.model.projector_dims = (64, 64, 64)

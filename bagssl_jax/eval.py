@@ -1,183 +1,234 @@
-"""Evaluation by patch aggregation: embeddings h averaged per image, probed.
+"""Evaluation by patch aggregation: the orchestration and the eval binary.
 
-Protocols: `central` (the whole image), `<k>_patch(es)` (k random patches,
-fixed seed; nested, so 1 and 16 share one forward pass) and `all_patches`
-(every position on an `eval.all_patches_stride` grid). Features are averaged
-per image inside the jitted forward, batch by batch, so memory does not grow
-with the number of patches. A linear probe (optax) and a weighted kNN are fit
-on train features and scored on test features.
+`evaluate` embeds train and test images under every protocol of
+`config.eval.protocols` (bagssl_jax/protocols.py; streamed per-image means,
+bagssl_jax/embedding.py), fits the probes (linear, kNN k=20 and k=200,
+low-shot linear), measures convergence (Fig. 3a) and representation health,
+draws the figures (bagssl_jax/figures.py) and writes WORKDIR/eval/
+{results.json, results.md, *.png}. Training's end-of-run eval calls it; so
+does the binary, on any checkpoint:
 
-  python -m bagssl_jax.eval --workdir=DIR [--step=N]
+  python -m bagssl_jax.eval --workdir=DIR [--step=N] [--config.eval.<field>=...]
+
+The binary reads DIR/config.json and evaluates the full protocol set
+(`protocols.FULL`), low-shot probes and the t-SNE map unless overridden; the
+protocols of `eval.subset_protocols` (256_patches, crops, local aggregation)
+use the first `eval.subset_max_{train,test}_images` images.
+`--config.eval.data.name=... [.path, .image_size, .train_split, .test_split]`
+evaluates on another dataset than the run trained on (transfer).
 """
 from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 
 import jax
-import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from bagssl_jax import augment, probes, sharding
-from bagssl_jax.data import patches as patches_lib
-from bagssl_jax.data import pipeline, sources
+from bagssl_jax import config as config_lib
+from bagssl_jax import embedding, figures, health, probes, protocols, sharding
+from bagssl_jax import tables
+from bagssl_jax.data import sources
+from bagssl_jax.protocols import parse_protocol  # pylint: disable=unused-import
+from bagssl_jax.tables import format_table  # pylint: disable=unused-import
+
+# What the binary evaluates unless --config.eval.<field> says otherwise.
+BINARY_DEFAULTS = dict(protocols=protocols.FULL, knn_extra_k=(200,),
+                       low_shot=(0.01, 0.1), tsne_images=2000, figures=True)
 
 
-def parse_protocol(name):
-  """'central' -> ('central', 1); '16_patches' -> ('random', 16); 'all_patches'
-  -> ('grid', 0)."""
-  if name in ("central", "all_patches"):
-    return ("central", 1) if name == "central" else ("grid", 0)
-  m = re.fullmatch(r"(\d+)_patch(es)?", name)
-  if not m or int(m.group(1)) < 1:
-    raise ValueError(f"config.eval.protocols: unknown protocol '{name}' (use "
-                     "central, <k>_patches or all_patches)")
-  return ("random", int(m.group(1)))
+class PatchEmbedder(embedding.PassEmbedder):
+  """All of `config.eval.protocols` in one pass (one protocol family)."""
 
 
-class PatchEmbedder:
-  """Per-image mean embeddings of every protocol, one jitted call per batch."""
-
-  def __init__(self, model, config, image_shape, mesh):
-    self.config, self.mesh, ev = config, mesh, config.eval
-    kinds = [parse_protocol(p) for p in ev.protocols]
-    self.protocols = list(ev.protocols)
-    self.num_random = max([k for kind, k in kinds if kind == "random"],
-                          default=0)
-    self.grid = (patches_lib.grid_positions(image_shape[:2], config.patch_size,
-                                            ev.all_patches_stride)
-                 if any(kind == "grid" for kind, _ in kinds)
-                 else np.zeros((0, 2), np.int32))
-    per_image = self.num_random + len(self.grid)
-    per_image += 4 if "central" in self.protocols else 0
-    dp = sharding.data_parallel_size(mesh)
-    self.batch_size = max(dp, ev.batch_patches // max(per_image, 1) // dp * dp)
-    self.model = model
-    self._fn = jax.jit(self._embed, in_shardings=(
-        sharding.replicated(mesh), sharding.batch_sharding(mesh)),
-                       out_shardings=sharding.replicated(mesh))
-
-  def _h(self, variables, x):
-    c = self.config
-    x = augment.normalize(augment.to_float(x, c.input_size), c.data.mean,
-                          c.data.std)
-    return self.model.apply(variables, x, method=self.model.embed)
-
-  def _embed(self, variables, batch):
-    out = {"label": batch["label"], "mask": batch["mask"]}
-    if "central" in self.protocols:
-      x = augment.normalize(augment.to_float(batch["image"]),
-                            self.config.data.mean, self.config.data.std)
-      out["central"] = self.model.apply(variables, x, method=self.model.embed)
-    for name in ("random", "grid"):
-      patches = batch[name]
-      if patches.shape[1] == 0:
-        continue
-      b, n = patches.shape[:2]
-      h = self._h(variables, patches.reshape((b * n,) + patches.shape[2:]))
-      h = h.reshape(b, n, -1)
-      if name == "grid":
-        out["all_patches"] = h.mean(1)
-      else:
-        csum = jnp.cumsum(h, axis=1)
-        for p in self.protocols:
-          kind, k = parse_protocol(p)
-          if kind == "random":
-            out[p] = csum[:, k - 1] / k
-    return out
-
-  def __call__(self, variables, source, max_images=0):
-    """{protocol: (n, d) features}, labels (n,) of the first images of source."""
-    c, outputs = self.config, []
-    for batch in pipeline.eval_batches(
-        source, self.batch_size, c.data.channels, c.data.get("image_size") or 0,
-        max_images, jax.process_index(), jax.process_count()):
-      images, n = batch["image"], len(batch["image"])
-      rand = patches_lib.random_positions(c.eval.seed, batch["index"],
-                                          self.num_random, images.shape[1:3],
-                                          c.patch_size)
-      grid = np.broadcast_to(self.grid, (n,) + self.grid.shape)
-      # Dispatch this batch before fetching the previous one: the host
-      # extracts patches while the device embeds.
-      outputs.append(self._fn(variables, sharding.global_batch({
-          "image": images, "label": batch["label"], "mask": batch["mask"],
-          "random": patches_lib.extract_patches(images, rand, c.patch_size),
-          "grid": patches_lib.extract_patches(images, grid, c.patch_size)},
-                                                               self.mesh)))
-      if len(outputs) > 1:
-        outputs[-2] = _masked(jax.device_get(outputs[-2]))
-    if outputs:
-      outputs[-1] = _masked(jax.device_get(outputs[-1]))
-    feats = {p: np.concatenate([o[p] for o in outputs]) for p in self.protocols}
-    return feats, np.concatenate([o["label"] for o in outputs])
+def eval_data_config(config):
+  """config.data, or the eval.data dataset when eval.data.name is set
+  (transfer). Channels and normalisation stay the model's; eval.data.image_size
+  0 keeps the run's data.image_size."""
+  data = ml_collections.ConfigDict(config.data.to_dict())
+  other = config.eval.get("data")
+  if other is not None and other.get("name"):
+    data.name, data.path = other.name, other.get("path", "")
+    data.image_size = other.get("image_size") or data.get("image_size") or 0
+    for split in ("train_split", "test_split"):
+      if other.get(split):
+        data[split] = other[split]
+  return data
 
 
-def _masked(out):
-  """Drops the padding rows of a fetched batch output."""
-  mask = out.pop("mask")
-  return {k: v[mask] for k, v in out.items()}
+def prepare(config):
+  """Checks the eval config and opens the data, before anything compiles.
+  Returns (data config, train source, test source, image shape)."""
+  config_lib.validate_eval(config)
+  data = eval_data_config(config)
+  train_src = sources.load_source(data, data.train_split)
+  test_src = sources.load_source(data, data.test_split)
+  for split, src in ((data.train_split, train_src), (data.test_split, test_src)):
+    if len(src) == 0:
+      raise sources.DataError(f"split '{split}' of {data.name} is empty")
+    if not getattr(src, "num_classes", None):
+      raise sources.DataError(f"split '{split}' of {data.name} has no labels, "
+                              "which eval needs")
+  if not data.get("image_size") and train_src.image_shape is None:
+    field = "eval.data" if config.eval.data.get("name") else "data"
+    raise sources.DataError(f"images of {data.name} differ in size: set "
+                            f"config.{field}.image_size (resize + centre crop)")
+  image_shape = sources.image_shape(train_src, data)
+  if config.patch_size > min(image_shape[:2]):
+    raise config_lib.ConfigError(
+        f"config.patch_size {config.patch_size} is larger than the "
+        f"{image_shape[0]}x{image_shape[1]} eval images of {data.name}")
+  return data, train_src, test_src, image_shape
 
 
-def evaluate(model, variables, config, mesh, workdir=None):
-  """Runs every protocol; writes WORKDIR/eval/results.json; returns results."""
+def evaluate(model, variables, config, mesh, workdir=None, step=None,
+             prepared=None):
+  """Runs every protocol, probe and figure; writes WORKDIR/eval/; returns
+  the results dict (see tables.py for its layout)."""
   ev, t0 = config.eval, time.time()
-  train_src = sources.load_source(config.data, config.data.train_split)
-  test_src = sources.load_source(config.data, config.data.test_split)
-  image_shape = sources.image_shape(train_src, config.data)
-  embedder = PatchEmbedder(model, config, image_shape, mesh)
-  train_f, train_y = embedder(variables, train_src, ev.max_train_images)
-  test_f, test_y = embedder(variables, test_src, ev.max_test_images)
-  t_embed = time.time() - t0
-  num_classes = train_src.num_classes
-  results = {}
-  for p in embedder.protocols:
-    lin = probes.linear_probe(
-        train_f[p], train_y, test_f[p], test_y, num_classes,
-        learning_rates=tuple(ev.probe_learning_rates),
-        weight_decays=tuple(ev.probe_weight_decays), steps=ev.probe_steps,
-        batch_size=ev.probe_batch_size or None, seed=ev.seed)
-    knn = probes.knn_classify(train_f[p], train_y, test_f[p], test_y,
-                              num_classes, k=ev.knn_k,
-                              temperature=ev.knn_temperature)
-    results[p] = {"linear": float(lin["accuracy"]), "knn": float(knn)}
-  logging.info("eval: embedded %d train + %d test images in %.0fs, probes in "
-               "%.0fs", len(train_y), len(test_y), t_embed,
-               time.time() - t0 - t_embed)
-  print(format_table(results), flush=True)
-  if workdir and jax.process_index() == 0:
-    os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
-    with open(os.path.join(workdir, "eval", "results.json"), "w") as f:
+  data, train_src, test_src, image_shape = prepared or prepare(config)
+  results, meta, test_feats = {}, {"images": {}, "inputs_per_image": {}}, {}
+  conv, num_classes = {}, train_src.num_classes
+  for family, (max_train, max_test), names in protocols.plan_passes(
+      ev.protocols, ev):
+    t = time.time()
+    embedder = embedding.PassEmbedder(model, config, image_shape, mesh, names)
+    train_f, train_y = embedder(variables, train_src, max_train, data)
+    test_f, test_y = embedder(variables, test_src, max_test, data)
+    t_embed = time.time() - t
+    for n in embedder.convergence_ns:
+      conv.setdefault(n, float(np.mean(test_f[f"cos_{n}"])))
+    for name in names:
+      results[name] = probes.probe_all(train_f[name], train_y, test_f[name],
+                                       test_y, num_classes, ev)
+      test_feats[name] = (test_f[name], test_y)
+      meta["images"][name] = (len(train_y), len(test_y))
+      meta["inputs_per_image"][name] = protocols.patches_per_image(
+          name, image_shape[:2], config)
+    logging.info("eval: %s pass %s on %d + %d images: embedding %.0fs, probes "
+                 "%.0fs", family, names, len(train_y), len(test_y), t_embed,
+                 time.time() - t - t_embed)
+  results = {p: results[p] for p in ev.protocols}
+  if conv:
+    results["convergence"] = {n: conv[n] for n in sorted(
+        conv, key=lambda n: float("inf") if n == "all" else int(n))}
+  out_dir = os.path.join(workdir, "eval") if workdir else None
+  if jax.process_index() == 0:
+    if out_dir:
+      os.makedirs(out_dir, exist_ok=True)
+    _extras(model, variables, config, data, test_src, image_shape, results,
+            test_feats, out_dir)
+  meta.update(step=step, workdir=workdir, data=data.name, knn_k=ev.knn_k,
+              seconds=round(time.time() - t0, 1))
+  results["meta"] = meta
+  logging.info("eval: done in %.0fs", time.time() - t0)
+  print(tables.format_table(results), flush=True)
+  if out_dir and jax.process_index() == 0:
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
       json.dump(results, f, indent=2)
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
+      f.write(tables.markdown(results))
   return results
 
 
-def format_table(results):
-  lines = [f"{'protocol':<14}{'linear':>8}{'knn':>8}"]
-  for p, r in results.items():
-    lines.append(f"{p:<14}{r['linear']:>8.4f}{r['knn']:>8.4f}")
-  return "\n".join(lines)
+def _extras(model, variables, config, data, test_src, image_shape, results,
+            test_feats, out_dir):
+  """Health, figures and the t-SNE map (process 0, on its local devices)."""
+  ev = config.eval
+  if not (ev.health_images or (ev.figures and out_dir) or
+          (ev.tsne_images and out_dir)):
+    return
+  local = sharding.make_mesh({"data": -1, "fsdp": 1}, jax.local_devices())
+  local_vars = jax.device_get(variables)
+  patch_model = embedding.PatchModel(model, config, local)
+  if ev.health_images:
+    results["health"], std = health.health(patch_model, local_vars, config,
+                                           test_src, ev.health_images, data)
+  paths = figures.paths(os.path.dirname(out_dir)) if out_dir else {}
+  if ev.figures and out_dir:
+    if "convergence" in results:
+      figures.convergence(results["convergence"], paths["convergence"])
+    figures.accuracy_vs_patches(tables.protocol_results(results),
+                                image_shape[:2], config,
+                                paths["accuracy_vs_patches"])
+    images = health.first_images(test_src, ev.figure_images, config, data)
+    figures.similarity_heatmap(images[0], patch_model, local_vars,
+                               config.patch_size, paths["similarity_heatmap"])
+    figures.nearest_patches(images, patch_model, local_vars, config.patch_size,
+                            ev.all_patches_stride, paths["nearest_patches"])
+    if ev.health_images:
+      figures.health(std, paths["health"])
+  if ev.tsne_images and out_dir:
+    name = ev.tsne_protocol if ev.tsne_protocol in test_feats else next(
+        iter(test_feats))
+    x, y = test_feats[name]
+    xy = health.tsne(x[:ev.tsne_images], ev.seed)
+    figures.tsne_map(xy, y[:ev.tsne_images], f"t-SNE of {name} features "
+                     f"({len(xy)} test images)", paths["tsne"])
+
+
+# ---------------------------------------------------------------- binary ---
+def binary_config(run_config, overrides):
+  """The run's config with the binary's eval defaults, then the
+  --config.eval.<field> overrides (a flat {"eval.field": value} dict).
+  Fields missing from an older config.json take base_config's defaults."""
+  config = ml_collections.ConfigDict(run_config.to_dict())
+  ev = config_lib.base_config().eval
+  ev.update(config.eval.to_dict())
+  ev.update(BINARY_DEFAULTS)
+  config.eval = ev
+  for path, value in overrides.items():
+    node, leaf = path.split(".")[:-1], path.split(".")[-1]
+    target = config
+    for key in node:
+      target = target[key]
+    target[leaf] = value
+  return config
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   from bagssl_jax import checkpoints  # pylint: disable=g-import-not-at-top
   workdir = flags.FLAGS.workdir
   try:
+    config = binary_config(checkpoints.read_config(workdir),
+                           flags.FLAGS["config"].override_values)
+    prepared = prepare(config)  # bad config or data: before any compile
     m = checkpoints.load(workdir, flags.FLAGS.step)
-    evaluate(m.model, m.variables, m.config, sharding.make_mesh(m.config.mesh),
-             workdir)
-  except (checkpoints.CheckpointError, sources.DataError) as e:
+    mesh = sharding.make_mesh(config.mesh)
+    variables = jax.device_put(m.variables, sharding.replicated(mesh))
+    evaluate(m.model, variables, config, mesh, workdir, m.step, prepared)
+  except (checkpoints.CheckpointError, sources.DataError,
+          config_lib.ConfigError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
 
 
+def _parse_flags(argv):
+  """absl's flag parsing; a bad --config.eval.<field> is one `error:` line."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    print(f"error: {e}", file=sys.stderr)
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    bad = [a for a in argv[1:] if a.startswith("--config")]
+    print(f"error: cannot apply {' '.join(bad)}: {type(e).__name__}: {e} "
+          "(only --config.eval.<field> exists here)", file=sys.stderr)
+  sys.exit(2)
+
+
 if __name__ == "__main__":
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   # Flags live here so that importing this module (training does) adds none.
   flags.DEFINE_string("workdir", None, "Run directory (config.json, checkpoints/).")
   flags.DEFINE_integer("step", None, "Checkpoint step (default: newest).")
+  config_flags.DEFINE_config_dict(
+      "config", ml_collections.ConfigDict({"eval": config_lib.base_config().eval}),
+      "Eval settings: --config.eval.<field>=value.")
   flags.mark_flag_as_required("workdir")
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -8,6 +8,10 @@ the run will evaluate, a test split without labels.
 """
 from __future__ import annotations
 
+import math
+
+from absl import logging
+
 from bagssl_jax import config as config_lib
 from bagssl_jax.data import load_source, sources
 
@@ -39,3 +43,24 @@ def _check_labels(source, config, split):
     raise sources.DataError(
         f"split '{split}' of {config.data.name} has no labels, which eval "
         "needs (set config.run_eval=False to train only)")
+
+
+def heldout_source(config, data_parallel, process_count):
+  """(test source, images) for the held-out loss: eval.heldout_images, or
+  fewer when the test split is smaller (a multiple of the devices and
+  processes); (None, 0) when there is no usable test split and the run does
+  not evaluate (a warning, not an error)."""
+  step = math.lcm(data_parallel, process_count)
+  try:
+    source = load_source(config.data, config.data.test_split)
+  except sources.DataError as e:
+    if config.run_eval:
+      raise
+    logging.warning("no held-out loss: %s", e)
+    return None, 0
+  n = min(config.eval.heldout_images, len(source)) // step * step
+  if n < config.eval.heldout_images:
+    logging.warning("held-out loss on %d images (config.eval.heldout_images="
+                    "%d; test split of %d images, %d devices)", n,
+                    config.eval.heldout_images, len(source), data_parallel)
+  return (source, n) if n else (None, 0)

@@ -317,6 +317,10 @@ def fashion_mnist(method="vicreg", arg=None):
   config.eval.all_patches_stride = 7  # 3x3 = 9 patches (last row included)
   config.eval.batch_patches = 2048  # fastest on a 2-core CPU
   config.eval.max_train_images = 0  # probes fit on all 60k train images
+  # Training's own eval stays within the 15-minute budget: kNN k=200 and the
+  # low-shot probes come with the eval binary (its BINARY_DEFAULTS).
+  config.eval.knn_extra_k = ()
+  config.eval.low_shot = ()
   config.update(FASHION_MNIST_METHODS[method].get("config", {}))
   if common.has_variant(arg, "rrc"):  # the multi-scale baseline, 28-px crops
     config.update(crop="rrc", rrc_scale=(0.08, 1.0), rrc_ratio=(3 / 4, 4 / 3),

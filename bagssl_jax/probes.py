@@ -208,3 +208,45 @@ def knn_classify(train_x, train_y, test_x, test_y, num_classes, *, k=20,
   preds = knn_predict(train_x, train_y, test_x, num_classes, k=k,
                       temperature=temperature, chunk_size=chunk_size)
   return accuracy(preds, test_y)
+
+
+# ----------------------------------------------------------------------------
+# All probes of one protocol's features.
+# ----------------------------------------------------------------------------
+
+
+def low_shot_indices(labels, fraction, seed=0):
+  """Indices of a class-stratified `fraction` of `labels` (>= 1 per class)."""
+  labels = np.asarray(labels)
+  rng = np.random.default_rng(seed)
+  keep = []
+  for c in np.unique(labels):
+    idx = rng.permutation(np.flatnonzero(labels == c))
+    keep.append(idx[:max(1, int(round(fraction * len(idx))))])
+  return np.sort(np.concatenate(keep))
+
+
+def probe_all(train_x, train_y, test_x, test_y, num_classes, ev):
+  """{"linear", "knn" (k = ev.knn_k), "knn_<k>" (ev.knn_extra_k),
+  "linear_<pct>%" (probes fit on a stratified ev.low_shot fraction of the
+  train labels)} test accuracies for one protocol's features."""
+  kw = dict(learning_rates=tuple(ev.probe_learning_rates),
+            weight_decays=tuple(ev.probe_weight_decays), steps=ev.probe_steps,
+            seed=ev.seed)
+
+  def fit(idx=None):
+    x, y = (train_x, train_y) if idx is None else (train_x[idx], train_y[idx])
+    bs = ev.probe_batch_size or None
+    bs = None if bs is None or bs >= len(y) else bs
+    return linear_probe(x, y, test_x, test_y, num_classes, batch_size=bs,
+                        **kw)["accuracy"]
+
+  out = {"linear": float(fit())}
+  for k in (ev.knn_k,) + tuple(ev.get("knn_extra_k", ())):
+    acc = knn_classify(train_x, train_y, test_x, test_y, num_classes, k=k,
+                       temperature=ev.knn_temperature)
+    out["knn" if k == ev.knn_k and "knn" not in out else f"knn_{k}"] = acc
+  for frac in ev.get("low_shot", ()):
+    idx = low_shot_indices(train_y, frac, ev.seed)
+    out[f"linear_{frac * 100:g}%"] = float(fit(idx))
+  return out

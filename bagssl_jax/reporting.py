@@ -52,6 +52,19 @@ class Reporter:
       self._tb.add_scalar(f"train/{k}", v, step)
     self._tb.add_scalar("train/patches_per_s", rate, step)
 
+  def write_heldout(self, step, metrics):
+    """Logs the loss terms on the held-out batch as `heldout_<term>`."""
+    metrics = {f"heldout_{k}": float(v)
+               for k, v in jax.device_get(metrics).items()}
+    if not self.enabled:
+      return
+    print(f"step {step}/{self.total_steps} held-out " + " ".join(
+        f"{k[8:]}={v:.4g}" for k, v in sorted(metrics.items())), flush=True)
+    self._jsonl.write(json.dumps({"step": step, **metrics}) + "\n")
+    self._jsonl.flush()
+    for k, v in metrics.items():
+      self._tb.add_scalar(f"heldout/{k[8:]}", v, step)
+
   def close(self):
     if self.enabled:
       self._jsonl.close()
@@ -71,6 +84,8 @@ def plot_loss_curve(workdir):
     return None
   with open(path) as f:
     rows = [json.loads(line) for line in f if line.strip()]
+  heldout = [r for r in rows if "heldout_loss" in r]
+  rows = [r for r in rows if "loss" in r]
   if not rows:
     return None
   import matplotlib  # pylint: disable=g-import-not-at-top
@@ -81,7 +96,11 @@ def plot_loss_curve(workdir):
   fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8))
   steps = np.array([r["step"] for r in rows])
   for ax, k in zip(np.atleast_1d(axes), keys):
-    ax.plot(steps, [r.get(k, np.nan) for r in rows])
+    ax.plot(steps, [r.get(k, np.nan) for r in rows], label="train")
+    if heldout and f"heldout_{k}" in heldout[-1]:
+      ax.plot([r["step"] for r in heldout],
+              [r.get(f"heldout_{k}", np.nan) for r in heldout], label="held-out")
+      ax.legend(fontsize=7)
     ax.set_title(k)
     ax.set_xlabel("step")
   fig.tight_layout()

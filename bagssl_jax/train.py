@@ -8,8 +8,8 @@ import jax
 import numpy as np
 from absl import logging
 
-from bagssl_jax import checkpoints, numerics, optim, preemption, preflight
-from bagssl_jax import reporting, sharding, steps
+from bagssl_jax import checkpoints, health, numerics, optim, preemption
+from bagssl_jax import preflight, reporting, sharding, steps
 from bagssl_jax import workdir as workdir_lib
 from bagssl_jax import config as config_lib
 from bagssl_jax import eval as eval_lib
@@ -42,6 +42,10 @@ def _train_and_evaluate(config, workdir, cleanup):
 
   # --------------------------------------------------------------- input ---
   source, _ = preflight.check_inputs(config, dp, pc)
+  heldout_every = config.eval.get("heldout_every_steps", 0)
+  if heldout_every:
+    heldout_source, heldout_n = preflight.heldout_source(config, dp, pc)
+    heldout_every = heldout_every if heldout_n else 0
   steps_per_epoch = max(len(source) // config.batch_size, 1)
   total_steps = config.total_steps or config.num_epochs * steps_per_epoch
   data_iter = make_train_iterator(config, source, block, num_blocks)
@@ -69,6 +73,10 @@ def _train_and_evaluate(config, workdir, cleanup):
       in_shardings=(state_sharding, batch_sharding),
       out_shardings=(state_sharding, sharding.replicated(mesh)),
       donate_argnums=0)
+
+  heldout = (health.HeldoutLoss(
+      steps.make_loss_fn(model, config), config, heldout_source, heldout_n,
+      mesh, state_sharding, block, num_blocks) if heldout_every else None)
 
   # ---------------------------------------------------------- checkpoint ---
   # The newest checkpoint that reads back whole is restored (state and the
@@ -105,6 +113,8 @@ def _train_and_evaluate(config, workdir, cleanup):
       preempted = watcher.reached(step)
       if step == 1 or reporter.due() or step == total_steps:
         reporter.write(step, metrics)
+      if heldout and (step % heldout_every == 0 or step == total_steps):
+        reporter.write_heldout(step, heldout(state))
       if (step % config.checkpoint_every_steps == 0 or step == total_steps
           or preempted):
         guard.check_now(step, state)
@@ -128,7 +138,7 @@ def _train_and_evaluate(config, workdir, cleanup):
   if config.run_eval:
     eval_lib.evaluate(model, sharding.replicate(
         {"params": state.params, "batch_stats": state.batch_stats}, mesh),
-                      config, mesh, workdir)
+                      config, mesh, workdir, step)
   return state
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from bagssl_jax import checkpoints, eval as eval_lib, train
+from bagssl_jax import checkpoints, eval as eval_lib, tables, train
 from bagssl_jax.data import sources
 from tests.conftest import load_config
 
@@ -25,8 +25,10 @@ def test_runlocal_end_to_end_and_resume(tmp_path):
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2", "3"]
   with open(os.path.join(workdir, "eval", "results.json")) as f:
     results = json.load(f)
-  assert set(results) == {"central", "1_patch", "16_patches", "all_patches"}
-  for r in results.values():
+  assert set(tables.protocol_results(results)) == {
+      "central", "1_patch", "16_patches", "all_patches"}
+  assert set(results["convergence"]) == {"1", "2", "4", "8", "16", "all"}
+  for r in tables.protocol_results(results).values():
     assert 0 <= r["linear"] <= 1 and 0 <= r["knn"] <= 1
   for name in ("config.json", "metrics.jsonl", "loss_curve.png"):
     assert os.path.exists(os.path.join(workdir, name)), name
@@ -64,11 +66,15 @@ def test_imagenet_runlocal_one_step_under_mock_data(tmp_path):
   config.eval.max_train_images = 8
   config.eval.max_test_images = 8
   config.data.test_split = "validation"
+  # Figures and health (a ResNet-50 compile of their own) are tested on
+  # small models in test_eval.py; this test keeps to the protocols.
+  config.eval.figures, config.eval.health_images = False, 0
   with tfds.testing.mock_data(num_examples=32):
     state = train.train_and_evaluate(config, str(tmp_path))
   assert int(state.step) == 1
   assert all(np.isfinite(np.asarray(x)).all()
              for x in jax.tree.leaves(state.params))
   with open(tmp_path / "eval" / "results.json") as f:
-    assert set(json.load(f)) == set(config.eval.protocols)
+    assert set(tables.protocol_results(json.load(f))) == set(
+        config.eval.protocols)
   assert eval_lib.parse_protocol("256_patches") == ("random", 256)
