@@ -49,6 +49,10 @@ def validate(config, image_shape=None, data_parallel=1, process_count=1):
     raise ConfigError(f"config.model.stage_widths must be () or "
                       f"{len(models.STAGE_SIZES[config.model.depth])} positive "
                       f"integers, got {sw!r}")
+  ew = config.model.get("expand_width", 0)
+  if not isinstance(ew, int) or ew < 0:
+    raise ConfigError(f"config.model.expand_width must be a non-negative "
+                      f"integer, got {ew!r}")
   if config.method == "byol" and config.model.predictor_hidden <= 0:
     raise ConfigError("config.model.predictor_hidden must be positive for "
                       "method 'byol'")
@@ -202,6 +206,7 @@ def base_config():
   c.model = ml_collections.ConfigDict(dict(
       depth="resnet18", width=64, cifar_stem=True,
       stage_widths=(),  # channels per stage; () = width * 2**i
+      expand_width=0,  # >0: a 1x1 conv-BN-ReLU to this width before the pool
       projector_dims=(2048, 2048, 2048),
       predictor_hidden=4096))  # BYOL predictor: hidden -> projector_dims[-1]
 
@@ -282,5 +287,6 @@ def runlocal(c):
   c.eval.heldout_images = 16
   c.model.width = 8
   c.model.stage_widths = ()
+  c.model.expand_width = 0
   c.model.projector_dims = (64, 64, 64)
   c.model.predictor_hidden = 64

@@ -82,15 +82,10 @@ class HeldoutLoss:
     batch = next(pipeline.eval_batches(
         source, n, config.data.channels, config.data.get("image_size") or 0,
         n, block, num_blocks))
-    element = {"image": batch["image"], "label": batch["label"],
-               "index": batch["index"]}
-    if config.get("crop", "patches") == "rrc":
-      element = pipeline.RandomResizedCropBoxes(
-          config.eval.seed, config.num_patches, tuple(config.rrc_scale),
-          tuple(config.rrc_ratio)).map(element)
-    else:
-      element = pipeline.ExtractPatches(config.eval.seed, config.num_patches,
-                                        config.patch_size).map(element)
+    element = pipeline.crop_views(
+        batch["image"], batch["label"], batch["index"], config.eval.seed,
+        config.num_patches, config.patch_size, config.get("crop", "patches"),
+        config.rrc_scale, config.rrc_ratio)
     self.batch = sharding.global_batch(element, mesh)
     key = jax.random.PRNGKey(config.eval.seed)
 

@@ -149,6 +149,7 @@ class ResNet(nn.Module):
   bn_momentum: float = 0.9
   dtype: Any = jnp.float32
   stage_widths: Sequence[int] = ()
+  expand_width: int = 0
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -172,6 +173,9 @@ class ResNet(nn.Module):
                    else self.width * 2**i)
         x = block(filters, strides, conv=conv, norm=norm,
                   name=f"stage{i + 1}_block{j + 1}")(x)
+    if self.expand_width:  # 1x1 conv-BN-ReLU widening h before the pool
+      x = nn.relu(norm(name="expand_bn")(
+          conv(self.expand_width, 1, name="expand_conv")(x)))
     return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
 
 
@@ -207,11 +211,13 @@ class BagSSLModel(nn.Module):
   predictor_hidden: int = 0
   dtype: Any = jnp.float32
   stage_widths: Sequence[int] = ()
+  expand_width: int = 0
 
   def setup(self):
     self.backbone = ResNet(self.depth, self.width, self.cifar_stem,
                            dtype=self.dtype,
-                           stage_widths=tuple(self.stage_widths))
+                           stage_widths=tuple(self.stage_widths),
+                           expand_width=self.expand_width)
     self.projector = Projector(tuple(self.projector_dims), dtype=self.dtype)
     if self.predictor_hidden:
       self.predictor = Projector((self.predictor_hidden,

@@ -42,7 +42,8 @@ def make_model(config) -> models.BagSSLModel:
       projector_dims=tuple(m.projector_dims),
       predictor_hidden=m.predictor_hidden if uses_target(config) else 0,
       dtype=DTYPES[config.dtype],
-      stage_widths=tuple(m.get("stage_widths", ())))
+      stage_widths=tuple(m.get("stage_widths", ())),
+      expand_width=m.get("expand_width", 0))
 
 
 def input_shape(config):

@@ -35,3 +35,19 @@ def test_model_outputs(depth, cifar, size, feat):
   (h, z), _ = jax.eval_shape(
       lambda v, x: model.apply(v, x, mutable=["batch_stats"]), variables, x)
   assert h.shape == (2, feat) and z.shape == (2, 24)
+
+
+@pytest.mark.parametrize("stage_widths,expand,feat", [
+    ((), 0, 128), ((16, 32, 64, 96), 0, 96), ((), 200, 200),
+    ((8, 16, 32, 40), 72, 72)])
+def test_stage_widths_and_expand_set_the_width_of_h(stage_widths, expand, feat):
+  model = models.BagSSLModel(depth="resnet10", width=16, cifar_stem=True,
+                             projector_dims=(32, 24), stage_widths=stage_widths,
+                             expand_width=expand)
+  x = jnp.ones((2, 14, 14, 1))
+  variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
+  (h, z), _ = jax.eval_shape(
+      lambda v, x: model.apply(v, x, mutable=["batch_stats"]), variables, x)
+  assert h.shape == (2, feat) and z.shape == (2, 24)
+  names = set(variables["params"]["backbone"])
+  assert ("expand_conv" in names) == bool(expand)

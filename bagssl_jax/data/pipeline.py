@@ -92,19 +92,27 @@ class ReadAndCrop(grain.transforms.Map):
   rrc_ratio: tuple = (3 / 4, 4 / 3)
 
   def map(self, rows):
-    stream, record = rows[:, 0], rows[:, 1]
-    images, labels = read_batch(self.source, record, self.channels,
+    images, labels = read_batch(self.source, rows[:, 1], self.channels,
                                 self.image_size)
-    if self.crop == "rrc":
-      boxes = patches_lib.random_resized_crops(
-          self.seed, stream, self.num_patches, images.shape[1:3],
-          tuple(self.rrc_scale), tuple(self.rrc_ratio))
-      return {"image": images, "boxes": boxes, "label": labels}
-    pos = patches_lib.random_positions(self.seed, stream, self.num_patches,
-                                       images.shape[1:3], self.patch_size)
-    return {"patches": patches_lib.extract_patches(images, pos,
-                                                   self.patch_size),
-            "label": labels}
+    return crop_views(images, labels, rows[:, 0], self.seed, self.num_patches,
+                      self.patch_size, self.crop, self.rrc_scale,
+                      self.rrc_ratio)
+
+
+def crop_views(images, labels, stream_index, seed, num_patches, patch_size,
+               crop="patches", rrc_scale=(0.08, 1.0), rrc_ratio=(3 / 4, 4 / 3)):
+  """The training element of a batch of images: `num_patches` fixed-size
+  patches per image at positions hashed from (seed, stream index)
+  ("patches"), or the images with RandomResizedCrop boxes ("rrc")."""
+  if crop == "rrc":
+    boxes = patches_lib.random_resized_crops(
+        seed, stream_index, num_patches, images.shape[1:3], tuple(rrc_scale),
+        tuple(rrc_ratio))
+    return {"image": images, "boxes": boxes, "label": labels}
+  pos = patches_lib.random_positions(seed, stream_index, num_patches,
+                                     images.shape[1:3], patch_size)
+  return {"patches": patches_lib.extract_patches(images, pos, patch_size),
+          "label": labels}
 
 
 class ShuffledBatchIndices(grain.MapDataset):
