@@ -168,8 +168,12 @@ def main(argv):
   workdir = flags.FLAGS.workdir
   try:
     m = checkpoints.load(workdir, flags.FLAGS.step)
-    evaluate(m.model, m.variables, m.config, sharding.make_mesh(m.config.mesh),
-             workdir)
+    run = evaluate
+    if checkpoints.steps.is_vit(m.config):  # DINO / SelfPatch ViTs
+      from bagssl_jax import patch_probe  # pylint: disable=g-import-not-at-top
+      run = patch_probe.evaluate_vit
+    run(m.model, m.variables, m.config, sharding.make_mesh(m.config.mesh),
+        workdir)
   except (checkpoints.CheckpointError, sources.DataError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -9,7 +9,7 @@ import numpy as np
 from absl import logging
 
 from bagssl_jax import checkpoints, numerics, optim, preemption, preflight
-from bagssl_jax import reporting, sharding, steps
+from bagssl_jax import patch_probe, reporting, sharding, steps
 from bagssl_jax import workdir as workdir_lib
 from bagssl_jax import config as config_lib
 from bagssl_jax import eval as eval_lib
@@ -65,7 +65,8 @@ def _train_and_evaluate(config, workdir, cleanup):
 
   # ---------------------------------------------------------------- step ---
   train_step = jax.jit(
-      steps.make_train_step(model, tx, lr_schedule, config, total_steps),
+      steps.make_train_step(model, tx, lr_schedule, config, total_steps,
+                            steps_per_epoch),
       in_shardings=(state_sharding, batch_sharding),
       out_shardings=(state_sharding, sharding.replicated(mesh)),
       donate_argnums=0)
@@ -126,9 +127,11 @@ def _train_and_evaluate(config, workdir, cleanup):
 
   # ---------------------------------------------------------------- eval ---
   if config.run_eval:
-    eval_lib.evaluate(model, sharding.replicate(
+    evaluate = (patch_probe.evaluate_vit if steps.is_vit(config)
+                else eval_lib.evaluate)
+    evaluate(model, sharding.replicate(
         {"params": state.params, "batch_stats": state.batch_stats}, mesh),
-                      config, mesh, workdir)
+             config, mesh, workdir)
   return state
 
 

@@ -6,7 +6,8 @@ extract patches. Each
 element of the resulting iterator is {"patches": uint8 (b, N, p, p, C),
 "label": int32 (b,)} for this process's b = batch_size / process_count images
 (with config.crop="rrc": {"image": uint8 (b, H, W, C), "boxes": (b, N, 4),
-"label"}, cropped and resized on device).
+"label"}, cropped and resized on device; config.crop="multicrop" (DINO,
+SelfPatch): the same with (b, G + L, 4) boxes, G global and L local crops).
 """
 from __future__ import annotations
 
@@ -90,6 +91,29 @@ class RandomResizedCropBoxes(grain.transforms.Map):
     return {"image": images, "boxes": boxes, "label": batch["label"]}
 
 
+@dataclasses.dataclass(frozen=True)
+class MultiCropBoxes(grain.transforms.Map):
+  """DINO's multi-crop: the images plus `num_global` RandomResizedCrop boxes
+  at `global_scale` and `num_local` at `local_scale` per image, (b, G + L, 4)
+  (cut and resized on device, dino.multicrop_views)."""
+  seed: int
+  num_global: int
+  num_local: int
+  global_scale: tuple
+  local_scale: tuple
+  ratio: tuple
+
+  def map(self, batch):
+    images, index = batch["image"], batch["index"]
+    boxes = [patches_lib.random_resized_crops(
+        self.seed, index, n, images.shape[1:3], tuple(scale),
+        tuple(self.ratio), salt=salt) for n, scale, salt in (
+            (self.num_global, self.global_scale, 1),
+            (self.num_local, self.local_scale, 2))]
+    return {"image": images, "boxes": np.concatenate(boxes, axis=1),
+            "label": batch["label"]}
+
+
 def _tag_index(index, element):
   return {**element, "index": np.int64(index)}
 
@@ -134,7 +158,12 @@ def make_train_iterator(config, source, process_index=0, process_count=1):
   ds = BatchBlock(ds, process_index, process_count, config.batch_size)
   ds = ds.map(Preprocess(data.channels, data.get("image_size") or 0))
   ds = ds.batch(local_batch, drop_remainder=True)
-  if config.get("crop", "patches") == "rrc":
+  if config.get("crop", "patches") == "multicrop":
+    mc = config.multicrop
+    ds = ds.map(MultiCropBoxes(config.seed, mc.num_global, mc.num_local,
+                               tuple(mc.global_scale), tuple(mc.local_scale),
+                               tuple(config.rrc_ratio)))
+  elif config.get("crop", "patches") == "rrc":
     ds = ds.map(RandomResizedCropBoxes(config.seed, config.num_patches,
                                        tuple(config.rrc_scale),
                                        tuple(config.rrc_ratio)))
