@@ -20,9 +20,9 @@ class ConfigError(ValueError):
 
 def validate(config, image_shape=None, data_parallel=1, process_count=1):
   """Checks `config` against the methods, models, data and device count."""
-  if config.method not in losses.METHODS:
+  if config.method not in losses.ALL_METHODS:
     raise ConfigError(f"config.method: unknown method '{config.method}' "
-                      f"(choose from {', '.join(sorted(losses.METHODS))})")
+                      f"(choose from {', '.join(sorted(losses.ALL_METHODS))})")
   name = config.model.get("name", "resnet")
   if name != "resnet" and name not in vit.VIT_SIZES:
     raise ConfigError(f"config.model.name: unknown '{name}' (choose from "
@@ -244,7 +244,7 @@ def base_config():
 
   c.optimizer = ml_collections.ConfigDict(dict(
       name="lars", base_lr=0.3, weight_decay=1e-4, momentum=0.9,
-      warmup_epochs=10, end_lr_factor=0.001))
+      warmup_epochs=10.0, end_lr_factor=0.001))
 
   # Device mesh: both axes split the batch; -1 = the rest of the devices.
   # param_sharding "fsdp" splits every parameter / optimizer-state leaf of at

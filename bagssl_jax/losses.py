@@ -195,10 +195,12 @@ def loss_keywords(method: str) -> set:
   if fn is None:
     return set()
   return set(inspect.signature(fn).parameters) - {"z", "z1", "z2"}
-# Methods selectable as `config.method`. BYOL's loss needs the predictor and
-# the EMA target, so the train step calls `byol_views` for it; DINO and
-# SelfPatch (ViT backbones, multi-crop, EMA teacher) live in dino.py.
-METHODS = (*_PAIR_LOSSES, "tcr", "byol", "dino", "selfpatch")
+# Methods of the ResNet + projector path. BYOL's loss needs the predictor
+# and the EMA target, so the train step calls `byol_views` for it.
+METHODS = (*_PAIR_LOSSES, "tcr", "byol")
+# DINO and SelfPatch (ViT backbones, multi-crop, EMA teacher): dino.py.
+VIT_METHODS = ("dino", "selfpatch")
+ALL_METHODS = METHODS + VIT_METHODS  # what `config.method` may be
 
 
 def method_loss(method: str, z, multi_view: str = "pairs", **kwargs):
