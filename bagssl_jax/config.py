@@ -230,8 +230,9 @@ def base_config():
       # ViT: patch side; dim/depth/heads 0 = the named size's (vit.VIT_SIZES).
       vit_patch=16, vit_dim=0, vit_depth=0, vit_heads=0,
       # Eval representation of a ViT: "cls" (the image-level token the DINO
-      # head sees) or "mean_patch" (mean of the patch tokens); the eval
-      # reports both (patch_probe.py), this one first.
+      # head sees), "mean_patch" (mean of the patch tokens) or "cls_blocks"
+      # (DINO's linear-eval features); the eval reports all three
+      # (patch_probe.py), this one first.
       representation="cls",
       # DINO heads (MLP hidden, bottleneck, out_dim), SelfPatch's patch head
       # out_dim and aggregation depth (class-attention blocks).

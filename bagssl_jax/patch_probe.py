@@ -1,11 +1,13 @@
 """Eval of a ViT (DINO / SelfPatch): the BagSSL protocols for both image
 representations, plus a patch-level probe.
 
-- `<protocol>:cls` and `<protocol>:mean_patch` for every `config.eval`
-  protocol (`central`, `<k>_patches`, `all_patches`): the per-image mean of
-  the image-level token (the [CLS] token for DINO, the aggregator's token for
-  SelfPatch) or of the mean patch token, over the protocol's patches. One
-  forward pass serves both (`ViTSSLModel.embed` with representation "both").
+- `<protocol>:<representation>` for every `config.eval` protocol (`central`,
+  `<k>_patches`, `all_patches`) and representation (`vit.REPRESENTATIONS`):
+  `cls` (the image-level token: [CLS] for DINO, the aggregator's token for
+  SelfPatch), `mean_patch` (mean patch token), `cls_blocks` (DINO's linear
+  eval features: [CLS] of the last 4 blocks + mean patch token), averaged
+  over the protocol's patches. One forward pass serves all
+  (`ViTSSLModel.embed` with representation "all").
 - `patch_tokens`: what SelfPatch is for. Individual patch tokens of whole
   images (7x7 per Fashion-MNIST image) labelled with their image's label:
   `eval.patch_probe_tokens` random tokens per image of the first
@@ -24,7 +26,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from bagssl_jax import augment, probes, sharding
+from bagssl_jax import augment, probes, sharding, vit
 from bagssl_jax import eval as eval_lib
 from bagssl_jax.data import patches as patches_lib
 from bagssl_jax.data import pipeline, sources
@@ -104,20 +106,23 @@ def evaluate_vit(model, variables, config, mesh, workdir=None):
   train_src = sources.load_source(config.data, config.data.train_split)
   test_src = sources.load_source(config.data, config.data.test_split)
   image_shape = sources.image_shape(train_src, config.data)
-  embedder = eval_lib.PatchEmbedder(model.clone(representation="both"),
+  embedder = eval_lib.PatchEmbedder(model.clone(representation="all"),
                                     config, image_shape, mesh)
   train_f, train_y = embedder(variables, train_src, ev.max_train_images)
   test_f, test_y = embedder(variables, test_src, ev.max_test_images)
   t_embed = time.time() - t0
+  d, blocks = model.dim, min(vit.EVAL_BLOCKS, model.depth)
+  widths = {"cls": d, "mean_patch": d, "cls_blocks": (blocks + 1) * d}
+  start = np.cumsum([0] + [widths[r] for r in vit.REPRESENTATIONS])
+  cols = {r: slice(start[i], start[i + 1])
+          for i, r in enumerate(vit.REPRESENTATIONS)}
   reps = [config.model.representation] + [
-      r for r in ("cls", "mean_patch") if r != config.model.representation]
+      r for r in vit.REPRESENTATIONS if r != config.model.representation]
   results = {}
   for p in embedder.protocols:
-    d = train_f[p].shape[1] // 2
     for rep in reps:
-      half = slice(0, d) if rep == "cls" else slice(d, 2 * d)
-      results[f"{p}:{rep}"] = _probe(train_f[p][:, half], train_y,
-                                     test_f[p][:, half], test_y,
+      results[f"{p}:{rep}"] = _probe(train_f[p][:, cols[rep]], train_y,
+                                     test_f[p][:, cols[rep]], test_y,
                                      train_src.num_classes, ev)
   t_probe = time.time()
   results.update(patch_level_probe(model, variables, config, mesh, train_src,

@@ -375,7 +375,9 @@ def vit_ssl(dataset, method, arg=None):
     config.checkpoint_every_steps = 500
     config.eval.update(protocols=("central", "all_patches"),
                        all_patches_stride=8, batch_patches=2048,
-                       max_train_images=30000)
+                       max_train_images=20000,
+                       probe_learning_rates=(1e-2, 3e-2, 1e-1),
+                       probe_weight_decays=(0.0, 1e-4))
   elif dataset == "imagenet":
     d = DATASETS["imagenet"]
     config.data.update(d["data"])

@@ -23,7 +23,8 @@ from bagssl_jax import dino
 # name -> (dim, depth, heads). "vit_tiny"/"vit_small" as in DeiT/DINO;
 # config.model.vit_dim/vit_depth/vit_heads override them (0: the named size).
 VIT_SIZES = {"vit_tiny": (192, 12, 3), "vit_small": (384, 12, 6)}
-REPRESENTATIONS = ("cls", "mean_patch")
+REPRESENTATIONS = ("cls", "mean_patch", "cls_blocks")
+EVAL_BLOCKS = 4  # "cls_blocks": [CLS] of the last 4 blocks (DINO's linear eval)
 _init = nn.initializers.truncated_normal(0.02)
 _LN = dict(epsilon=1e-6)
 
@@ -72,7 +73,8 @@ class ViT(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, n_last=0):
+    """n_last > 0: the normalised tokens of the last n_last blocks instead."""
     b, h, w, c = x.shape
     p = self.patch
     if h % p or w % p:
@@ -90,9 +92,14 @@ class ViT(nn.Module):
     x = x + pos.reshape(1, gh * gw, self.dim).astype(self.dtype)
     x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, self.dim)).astype(
         x.dtype), x], axis=1)
+    outs = []
     for i in range(self.depth):
       x = Block(self.heads, self.mlp_ratio, self.dtype, name=f"block{i}")(x)
-    return nn.LayerNorm(**_LN, name="norm")(x).astype(jnp.float32)
+      outs.append(x)
+    norm = nn.LayerNorm(**_LN, name="norm")
+    if n_last:
+      return [norm(o).astype(jnp.float32) for o in outs[-n_last:]]
+    return norm(x).astype(jnp.float32)
 
 
 class ClassAttentionBlock(nn.Module):
@@ -159,8 +166,10 @@ class ViTSSLModel(nn.Module):
   Image-level token: the [CLS] token (DINO), or the aggregator's summary of
   all tokens (SelfPatch, as in its reference code). `representation` picks
   what `embed` returns for eval: "cls" (that image-level token),
-  "mean_patch" (the mean of the patch tokens) or "both" (concatenated, so
-  one eval pass serves the two).
+  "mean_patch" (the mean of the patch tokens), "cls_blocks" (DINO's linear
+  eval features: the [CLS] tokens of the last 4 blocks and the mean patch
+  token, concatenated) or "all" (the three concatenated, so one eval pass
+  serves them all).
   """
   patch: int = 4
   dim: int = 192
@@ -229,13 +238,15 @@ class ViTSSLModel(nn.Module):
 
   def embed(self, x):
     """The eval representation of images x (see `representation`)."""
-    tokens = self.backbone(x)
-    mean_patch = tokens[:, 1:].mean(axis=1)
-    if self.representation == "mean_patch":
-      return mean_patch
-    if self.representation == "both":  # [image token, mean_patch] (eval)
-      return jnp.concatenate([self.image_token(tokens), mean_patch], -1)
-    return self.image_token(tokens)
+    blocks = self.backbone(x, n_last=min(EVAL_BLOCKS, self.depth))
+    tokens = blocks[-1]
+    reps = {"cls": self.image_token(tokens),
+            "mean_patch": tokens[:, 1:].mean(axis=1)}
+    reps["cls_blocks"] = jnp.concatenate(
+        [t[:, 0] for t in blocks] + [reps["mean_patch"]], -1)
+    if self.representation == "all":
+      return jnp.concatenate([reps[r] for r in REPRESENTATIONS], -1)
+    return reps[self.representation]
 
   def patch_tokens(self, x):
     """(B, N, D) patch tokens (the patch-level probe)."""
