@@ -194,7 +194,7 @@ def bench_scaling(repeats):
 def _features(workdir, max_images, protocol="16_patches"):
   """(train_x, train_y, test_x, test_y, num_classes, seconds per protocol)."""
   import jax  # pylint: disable=g-import-not-at-top
-  from bagssl_jax import checkpoints, eval as eval_lib, sharding, steps
+  from bagssl_jax import checkpoints, embedding, sharding, steps
   from bagssl_jax.data import load_source, sources
   if workdir:
     m = checkpoints.load(workdir)
@@ -209,7 +209,7 @@ def _features(workdir, max_images, protocol="16_patches"):
   mesh = sharding.make_mesh(config.mesh)
   train_src = load_source(config.data, config.data.train_split)
   test_src = load_source(config.data, config.data.test_split)
-  embedder = eval_lib.PatchEmbedder(
+  embedder = embedding.PassEmbedder(
       model, config, sources.image_shape(test_src, config.data), mesh)
   tr, tr_y = embedder(variables, train_src, max_images)
   t0 = time.perf_counter()

@@ -10,7 +10,7 @@ import json
 import ml_collections
 from ml_collections import config_dict
 
-from bagssl_jax import losses, models, optim
+from bagssl_jax import losses, models, optim, vit
 from bagssl_jax import protocols as protocols_lib
 
 
@@ -20,9 +20,14 @@ class ConfigError(ValueError):
 
 def validate(config, image_shape=None, data_parallel=1, process_count=1):
   """Checks `config` against the methods, models, data and device count."""
-  if config.method not in losses.METHODS:
+  if config.method not in losses.ALL_METHODS:
     raise ConfigError(f"config.method: unknown method '{config.method}' "
-                      f"(choose from {', '.join(sorted(losses.METHODS))})")
+                      f"(choose from {', '.join(sorted(losses.ALL_METHODS))})")
+  name = config.model.get("name", "resnet")
+  if name != "resnet" and name not in vit.VIT_SIZES:
+    raise ConfigError(f"config.model.name: unknown '{name}' (choose from "
+                      f"resnet, {', '.join(vit.VIT_SIZES)})")
+  _validate_vit(config, image_shape)
   if config.model.depth not in models.STAGE_SIZES:
     raise ConfigError(f"config.model.depth: unknown '{config.model.depth}' "
                       f"(choose from {', '.join(models.STAGE_SIZES)})")
@@ -40,9 +45,9 @@ def validate(config, image_shape=None, data_parallel=1, process_count=1):
   if config.get("multi_view", "pairs") not in losses.MULTI_VIEW:
     raise ConfigError(f"config.multi_view: unknown '{config.multi_view}' "
                       f"(choose from {', '.join(losses.MULTI_VIEW)})")
-  if config.get("crop", "patches") not in ("patches", "rrc"):
+  if config.get("crop", "patches") not in ("patches", "rrc", "multicrop"):
     raise ConfigError(f"config.crop: unknown '{config.crop}' (choose from "
-                      "patches, rrc)")
+                      "patches, rrc, multicrop)")
   sw = tuple(config.model.get("stage_widths", ()))
   if sw and (len(sw) != len(models.STAGE_SIZES[config.model.depth]) or
              any(not isinstance(w, int) or w <= 0 for w in sw)):
@@ -128,6 +133,55 @@ def validate_eval(config):
     raise ConfigError("config.eval.heldout_images must be positive")
 
 
+def _validate_vit(config, image_shape):
+  """DINO / SelfPatch need a ViT and multi-crop; a ViT needs sides that are
+  multiples of its patch (crops, eval patches, whole images)."""
+  vit_model = config.model.get("name", "resnet") in vit.VIT_SIZES
+  if config.method in ("dino", "selfpatch"):
+    if not vit_model:
+      raise ConfigError(f"config.model.name must be a ViT "
+                        f"({', '.join(vit.VIT_SIZES)}) for method "
+                        f"'{config.method}'")
+    if config.get("crop", "patches") != "multicrop":
+      raise ConfigError(f"config.crop must be 'multicrop' for method "
+                        f"'{config.method}'")
+  elif vit_model:
+    raise ConfigError("config.model.name: ViTs train with method dino or "
+                      f"selfpatch, not '{config.method}'")
+  if config.get("crop", "patches") == "multicrop" and not vit_model:
+    raise ConfigError("config.crop 'multicrop' is for the ViT methods (dino, "
+                      "selfpatch)")
+  if not vit_model:
+    return
+  m, mc = config.model, config.multicrop
+  if m.representation not in vit.REPRESENTATIONS:
+    raise ConfigError(f"config.model.representation: unknown "
+                      f"'{m.representation}' (choose from "
+                      f"{', '.join(vit.REPRESENTATIONS)})")
+  dim, _, heads = vit.vit_size(m)
+  if dim % heads:
+    raise ConfigError(f"config.model.vit_dim {dim} is not divisible by "
+                      f"vit_heads {heads}")
+  if mc.num_global < 2 or mc.num_local < 0:
+    raise ConfigError(f"config.multicrop: need num_global >= 2 and "
+                      f"num_local >= 0, got {mc.num_global}, {mc.num_local}")
+  p = m.vit_patch
+  sides = {"multicrop.global_size": mc.global_size,
+           "multicrop.local_size": mc.local_size, "input_size":
+           config.input_size}
+  if image_shape is not None:
+    sides["the image side"] = min(image_shape[:2])
+  for field, side in sides.items():
+    if not isinstance(side, int) or side <= 0 or side % p:
+      raise ConfigError(f"config.{field} {side} is not a positive multiple "
+                        f"of config.model.vit_patch {p}")
+  if config.method == "selfpatch":
+    k = config.loss.selfpatch.get("num_neighbours", 4)
+    if not 1 <= k <= 8:
+      raise ConfigError(f"config.loss.selfpatch.num_neighbours must be in "
+                        f"1..8, got {k}")
+
+
 def to_json(config) -> str:
   return config.to_json_best_effort(indent=2, sort_keys=True)
 
@@ -159,7 +213,14 @@ def base_config():
       spectral=dict(lam=1.0),
       barlow_twins=dict(lambd=0.0051),
       tcr=dict(eps_sq=0.2, inv_coeff=200.),
-      byol=ml_collections.ConfigDict()))
+      byol=ml_collections.ConfigDict(),
+      # DINO / SelfPatch (ViT-S/16 recipe of the DINO and SelfPatch repos).
+      dino=dict(student_temp=0.1, teacher_temp=0.04, warmup_teacher_temp=0.04,
+                warmup_teacher_temp_epochs=0, center_momentum=0.9),
+      selfpatch=dict(student_temp=0.1, teacher_temp=0.04,
+                     warmup_teacher_temp=0.04, warmup_teacher_temp_epochs=0,
+                     center_momentum=0.9, num_neighbours=4,
+                     patch_weight=0.1)))
   c.seed = 0
   c.batch_size = 256  # global, in images
   c.num_epochs = 100
@@ -204,15 +265,31 @@ def base_config():
       jitter_prob=0.8, grayscale_prob=0.2))
 
   c.model = ml_collections.ConfigDict(dict(
+      name="resnet",  # or vit_tiny / vit_small (methods dino, selfpatch)
       depth="resnet18", width=64, cifar_stem=True,
       stage_widths=(),  # channels per stage; () = width * 2**i
       expand_width=0,  # >0: a 1x1 conv-BN-ReLU to this width before the pool
       projector_dims=(2048, 2048, 2048),
-      predictor_hidden=4096))  # BYOL predictor: hidden -> projector_dims[-1]
+      predictor_hidden=4096,  # BYOL predictor: hidden -> projector_dims[-1]
+      # ViT: patch side; dim/depth/heads 0 = the named size's (vit.VIT_SIZES).
+      vit_patch=16, vit_dim=0, vit_depth=0, vit_heads=0,
+      # Eval representation of a ViT: "cls" (the image-level token the DINO
+      # head sees), "mean_patch" (mean of the patch tokens) or "cls_blocks"
+      # (DINO's linear-eval features); the eval reports all three
+      # (patch_probe.py), this one first.
+      representation="cls",
+      # DINO heads (MLP hidden, bottleneck, out_dim), SelfPatch's patch head
+      # out_dim and aggregation depth (class-attention blocks).
+      head_hidden=2048, head_bottleneck=256, out_dim=65536,
+      patch_out_dim=4096, agg_depth=2))
+  # DINO multi-crop: global and local RandomResizedCrop scales and sides.
+  c.multicrop = ml_collections.ConfigDict(dict(
+      num_global=2, num_local=10, global_size=224, local_size=96,
+      global_scale=(0.25, 1.0), local_scale=(0.05, 0.25)))
 
   c.optimizer = ml_collections.ConfigDict(dict(
       name="lars", base_lr=0.3, weight_decay=1e-4, momentum=0.9,
-      warmup_epochs=10, end_lr_factor=0.001))
+      warmup_epochs=10.0, end_lr_factor=0.001))
 
   # Device mesh: both axes split the batch; -1 = the rest of the devices.
   # param_sharding "fsdp" splits every parameter / optimizer-state leaf of at
@@ -290,3 +367,8 @@ def runlocal(c):
   c.model.expand_width = 0
   c.model.projector_dims = (64, 64, 64)
   c.model.predictor_hidden = 64
+  if c.model.get("name", "resnet") != "resnet":  # a 1-block, 32-wide ViT
+    c.model.update(vit_dim=32, vit_depth=1, vit_heads=2, head_hidden=64,
+                   head_bottleneck=32, out_dim=64, patch_out_dim=64,
+                   agg_depth=1)
+    c.multicrop.num_local = 2

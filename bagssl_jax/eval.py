@@ -202,7 +202,11 @@ def main(argv):
     m = checkpoints.load(workdir, flags.FLAGS.step)
     mesh = sharding.make_mesh(config.mesh)
     variables = jax.device_put(m.variables, sharding.replicated(mesh))
-    evaluate(m.model, variables, config, mesh, workdir, m.step, prepared)
+    if checkpoints.steps.is_vit(config):  # DINO / SelfPatch ViTs
+      from bagssl_jax import patch_probe  # pylint: disable=g-import-not-at-top
+      patch_probe.evaluate_vit(m.model, variables, config, mesh, workdir)
+    else:
+      evaluate(m.model, variables, config, mesh, workdir, m.step, prepared)
   except (checkpoints.CheckpointError, sources.DataError,
           config_lib.ConfigError) as e:
     print(f"error: {e}", file=sys.stderr)

@@ -83,9 +83,8 @@ class HeldoutLoss:
         source, n, config.data.channels, config.data.get("image_size") or 0,
         n, block, num_blocks))
     element = pipeline.crop_views(
-        batch["image"], batch["label"], batch["index"], config.eval.seed,
-        config.num_patches, config.patch_size, config.get("crop", "patches"),
-        config.rrc_scale, config.rrc_ratio)
+        batch["image"], batch["label"], batch["index"],
+        pipeline.CropSpec.from_config(config, seed=config.eval.seed))
     self.batch = sharding.global_batch(element, mesh)
     key = jax.random.PRNGKey(config.eval.seed)
 

@@ -13,6 +13,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from bagssl_jax import dino
+
 
 def _off_diagonal_sq_sum(m):
   return jnp.sum(m**2) - jnp.sum(jnp.diagonal(m)**2)
@@ -187,13 +189,18 @@ MULTI_VIEW = {"pairs": all_pairs, "mean": to_mean}
 
 def loss_keywords(method: str) -> set:
   """The keyword arguments `config.loss.<method>` may set."""
+  if method in dino.LOSS_KEYWORDS:
+    return set(dino.LOSS_KEYWORDS[method])
   fn = {**_PAIR_LOSSES, "tcr": tcr_loss}.get(method)
   if fn is None:
     return set()
   return set(inspect.signature(fn).parameters) - {"z", "z1", "z2"}
-# Methods selectable as `config.method`. BYOL's loss needs the predictor and
-# the EMA target, so the train step calls `byol_views` for it.
+# Methods of the ResNet + projector path. BYOL's loss needs the predictor
+# and the EMA target, so the train step calls `byol_views` for it.
 METHODS = (*_PAIR_LOSSES, "tcr", "byol")
+# DINO and SelfPatch (ViT backbones, multi-crop, EMA teacher): dino.py.
+VIT_METHODS = ("dino", "selfpatch")
+ALL_METHODS = METHODS + VIT_METHODS  # what `config.method` may be
 
 
 def method_loss(method: str, z, multi_view: str = "pairs", **kwargs):

@@ -8,8 +8,8 @@ import jax
 import numpy as np
 from absl import logging
 
-from bagssl_jax import checkpoints, health, numerics, optim, preemption
-from bagssl_jax import preflight, reporting, sharding, steps
+from bagssl_jax import checkpoints, health, numerics, optim, patch_probe
+from bagssl_jax import preemption, preflight, reporting, sharding, steps
 from bagssl_jax import workdir as workdir_lib
 from bagssl_jax import config as config_lib
 from bagssl_jax import eval as eval_lib
@@ -42,7 +42,10 @@ def _train_and_evaluate(config, workdir, cleanup):
 
   # --------------------------------------------------------------- input ---
   source, _ = preflight.check_inputs(config, dp, pc)
-  heldout_every = config.eval.get("heldout_every_steps", 0)
+  # Held-out loss terms (ResNet methods; the ViT methods' multi-crop batches
+  # are not built for it).
+  heldout_every = (0 if steps.is_vit(config)
+                   else config.eval.get("heldout_every_steps", 0))
   if heldout_every:
     heldout_source, heldout_n = preflight.heldout_source(config, dp, pc)
     heldout_every = heldout_every if heldout_n else 0
@@ -69,7 +72,8 @@ def _train_and_evaluate(config, workdir, cleanup):
 
   # ---------------------------------------------------------------- step ---
   train_step = jax.jit(
-      steps.make_train_step(model, tx, lr_schedule, config, total_steps),
+      steps.make_train_step(model, tx, lr_schedule, config, total_steps,
+                            steps_per_epoch),
       in_shardings=(state_sharding, batch_sharding),
       out_shardings=(state_sharding, sharding.replicated(mesh)),
       donate_argnums=0)
@@ -136,9 +140,12 @@ def _train_and_evaluate(config, workdir, cleanup):
 
   # ---------------------------------------------------------------- eval ---
   if config.run_eval:
-    eval_lib.evaluate(model, sharding.replicate(
-        {"params": state.params, "batch_stats": state.batch_stats}, mesh),
-                      config, mesh, workdir, step)
+    variables = sharding.replicate(
+        {"params": state.params, "batch_stats": state.batch_stats}, mesh)
+    if steps.is_vit(config):
+      patch_probe.evaluate_vit(model, variables, config, mesh, workdir)
+    else:
+      eval_lib.evaluate(model, variables, config, mesh, workdir, step)
   return state
 
 

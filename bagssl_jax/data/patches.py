@@ -70,14 +70,16 @@ def _uniforms(seed, stream_index, count, salt):
 
 
 def random_resized_crops(seed, stream_index, num_crops, image_hw,
-                         scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), tries=10):
+                         scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), tries=10,
+                         salt=1):
   """(B, num_crops, 4) float32 boxes (top, left, height, width) drawn as
   torchvision's RandomResizedCrop: area fraction in `scale`, log-uniform
   aspect ratio in `ratio`, first of `tries` draws that fits, else the
-  largest centred box with a clipped ratio."""
+  largest centred box with a clipped ratio. A different `salt` draws an
+  independent set (multi-crop's global and local crops)."""
   h, w = image_hw
   b = len(stream_index)
-  u = _uniforms(seed, stream_index, num_crops * tries * 4, salt=1).reshape(
+  u = _uniforms(seed, stream_index, num_crops * tries * 4, salt=salt).reshape(
       b, num_crops, tries, 4)
   area = h * w * (scale[0] + (scale[1] - scale[0]) * u[..., 0])
   log_r = np.log(ratio[0]) + (np.log(ratio[1]) - np.log(ratio[0])) * u[..., 1]

@@ -6,7 +6,8 @@ and extract patches for the whole batch at once. Each element of
 the resulting iterator is {"patches": uint8 (b, N, p, p, C),
 "label": int32 (b,)} for this process's b = batch_size / process_count images
 (with config.crop="rrc": {"image": uint8 (b, H, W, C), "boxes": (b, N, 4),
-"label"}, cropped and resized on device).
+"label"}, cropped and resized on device; config.crop="multicrop" (DINO,
+SelfPatch): the same with (b, G + L, 4) boxes, G global and L local crops).
 """
 from __future__ import annotations
 
@@ -75,44 +76,68 @@ def read_batch(source, record_indices, channels, image_size=0):
 
 
 @dataclasses.dataclass(frozen=True)
+class CropSpec:
+  """How training views are cut from a batch of images (from the config)."""
+  seed: int
+  crop: str = "patches"  # "patches" | "rrc" | "multicrop"
+  num_patches: int = 2
+  patch_size: int = 14
+  rrc_scale: tuple = (0.08, 1.0)
+  rrc_ratio: tuple = (3 / 4, 4 / 3)
+  # DINO's multi-crop: (number, scale) of the global and the local crops.
+  multicrop: tuple = ((2, (0.4, 1.0)), (4, (0.05, 0.4)))
+
+  @classmethod
+  def from_config(cls, config, seed=None):
+    mc = config.get("multicrop")
+    multicrop = (((mc.num_global, tuple(mc.global_scale)),
+                  (mc.num_local, tuple(mc.local_scale))) if mc else
+                 cls.multicrop)
+    return cls(config.seed if seed is None else seed,
+               config.get("crop", "patches"), config.num_patches,
+               config.patch_size, tuple(config.rrc_scale),
+               tuple(config.rrc_ratio), multicrop)
+
+
+def crop_views(images, labels, stream_index, spec):
+  """The training element of a batch of images: `num_patches` fixed-size
+  patches per image at positions hashed from (seed, stream index)
+  ("patches"); or the images with RandomResizedCrop boxes (b, N, 4) ("rrc"),
+  or DINO's global then local boxes (b, G + L, 4) ("multicrop"), all cut and
+  resized on the device."""
+  hw = images.shape[1:3]
+  if spec.crop == "patches":
+    pos = patches_lib.random_positions(spec.seed, stream_index,
+                                       spec.num_patches, hw, spec.patch_size)
+    return {"patches": patches_lib.extract_patches(images, pos,
+                                                   spec.patch_size),
+            "label": labels}
+  if spec.crop == "rrc":
+    boxes = patches_lib.random_resized_crops(
+        spec.seed, stream_index, spec.num_patches, hw, spec.rrc_scale,
+        spec.rrc_ratio)
+  else:
+    boxes = np.concatenate([patches_lib.random_resized_crops(
+        spec.seed, stream_index, n, hw, tuple(scale), spec.rrc_ratio,
+        salt=salt) for salt, (n, scale) in enumerate(spec.multicrop, 1)],
+                           axis=1)
+  return {"image": images, "boxes": boxes, "label": labels}
+
+
+@dataclasses.dataclass(frozen=True)
 class ReadAndCrop(grain.transforms.Map):
   """A batch of (stream index, record index) rows -> the batch's images, read
-  and preprocessed, then cut into `num_patches` fixed-size patches per image
-  at positions hashed from (seed, stream index) ("patches"), or kept whole
-  with RandomResizedCrop boxes ("rrc"; cropped and resized on the device).
-  Working on whole batches keeps grain's per-element cost to integers."""
+  and preprocessed, then cut into training views (`crop_views`). Working on
+  whole batches keeps grain's per-element cost to integers."""
   source: object
   channels: int
   image_size: int
-  seed: int
-  num_patches: int
-  patch_size: int
-  crop: str = "patches"
-  rrc_scale: tuple = (0.08, 1.0)
-  rrc_ratio: tuple = (3 / 4, 4 / 3)
+  spec: CropSpec
 
   def map(self, rows):
     images, labels = read_batch(self.source, rows[:, 1], self.channels,
                                 self.image_size)
-    return crop_views(images, labels, rows[:, 0], self.seed, self.num_patches,
-                      self.patch_size, self.crop, self.rrc_scale,
-                      self.rrc_ratio)
-
-
-def crop_views(images, labels, stream_index, seed, num_patches, patch_size,
-               crop="patches", rrc_scale=(0.08, 1.0), rrc_ratio=(3 / 4, 4 / 3)):
-  """The training element of a batch of images: `num_patches` fixed-size
-  patches per image at positions hashed from (seed, stream index)
-  ("patches"), or the images with RandomResizedCrop boxes ("rrc")."""
-  if crop == "rrc":
-    boxes = patches_lib.random_resized_crops(
-        seed, stream_index, num_patches, images.shape[1:3], tuple(rrc_scale),
-        tuple(rrc_ratio))
-    return {"image": images, "boxes": boxes, "label": labels}
-  pos = patches_lib.random_positions(seed, stream_index, num_patches,
-                                     images.shape[1:3], patch_size)
-  return {"patches": patches_lib.extract_patches(images, pos, patch_size),
-          "label": labels}
+    return crop_views(images, labels, rows[:, 0], self.spec)
 
 
 class ShuffledBatchIndices(grain.MapDataset):
@@ -169,15 +194,14 @@ def make_train_iterator(config, source, process_index=0, process_count=1):
   `process_index` of `process_count` equal blocks of each global batch (see
   `sharding.process_batch_block`).
 
-  The batches of record indices come from `ShuffledBatchIndices`; reading, preprocessing and patch extraction then run once per batch
-  (`ReadAndCrop`), vectorised."""
+  The batches of record indices come from `ShuffledBatchIndices`; reading,
+  preprocessing and cropping then run once per batch (`ReadAndCrop`),
+  vectorised."""
   data = config.data
   ds = ShuffledBatchIndices(len(source), config.seed, config.batch_size,
                             process_index, process_count)
-  ds = ds.map(ReadAndCrop(
-      source, data.channels, data.get("image_size") or 0, config.seed,
-      config.num_patches, config.patch_size, config.get("crop", "patches"),
-      tuple(config.rrc_scale), tuple(config.rrc_ratio)))
+  ds = ds.map(ReadAndCrop(source, data.channels, data.get("image_size") or 0,
+                          CropSpec.from_config(config)))
   it = ds.to_iter_dataset(grain.ReadOptions(
       num_threads=data.get("read_threads", 4),
       prefetch_buffer_size=data.get("prefetch", 4)))
