@@ -104,6 +104,7 @@ def bench_pipeline(repeats):
 def _workload_config():
   config = _fm_config()
   config.model.update(depth="resnet18", width=16, cifar_stem=True,
+                      stage_widths=(), expand_width=0,  # h = pooled 128 dims
                       projector_dims=(512, 512, 512))
   config.optimizer.update(name="sgd", base_lr=0.1, weight_decay=0.0,
                           momentum=0.9, warmup_epochs=0)

@@ -19,7 +19,6 @@ evaluates on another dataset than the run trained on (transfer).
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -128,10 +127,7 @@ def evaluate(model, variables, config, mesh, workdir=None, step=None,
   logging.info("eval: done in %.0fs", time.time() - t0)
   print(tables.format_table(results), flush=True)
   if out_dir and jax.process_index() == 0:
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-      json.dump(results, f, indent=2)
-    with open(os.path.join(out_dir, "results.md"), "w") as f:
-      f.write(tables.markdown(results))
+    tables.save(out_dir, results)
   return results
 
 

@@ -18,7 +18,6 @@ Results go to WORKDIR/eval/results.json ({name: {"linear", "knn"}}).
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -132,7 +131,5 @@ def evaluate_vit(model, variables, config, mesh, workdir=None):
                time.time() - t_probe)
   print(tables.format_table(results), flush=True)
   if workdir and jax.process_index() == 0:
-    os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
-    with open(os.path.join(workdir, "eval", "results.json"), "w") as f:
-      json.dump(results, f, indent=2)
+    tables.save(os.path.join(workdir, "eval"), results, with_markdown=False)
   return results

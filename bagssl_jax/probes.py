@@ -58,7 +58,10 @@ def _fit_one(x, y, lr, wd, key, *, num_classes, steps, batch_size,
   n, d = x.shape
   params = {"W": jnp.zeros((num_classes, d), x.dtype),
             "b": jnp.zeros((num_classes,), x.dtype)}
-  opt = optax.adamw(lr, weight_decay=wd, mask={"W": True, "b": False})
+  # Cosine decay to 0: a constant lr leaves the minibatch noise in the final
+  # weights (~1 point below scikit-learn's converged fit on 512-dim features).
+  opt = optax.adamw(optax.cosine_decay_schedule(lr, steps), weight_decay=wd,
+                    mask={"W": True, "b": False})
 
   def step(carry, i):
     p, s = carry

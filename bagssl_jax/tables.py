@@ -2,8 +2,13 @@
 
 results.json holds one `{"linear", "knn", ...}` entry per protocol, plus
 `convergence`, `health` and `meta` (what was evaluated, on which images).
+`save` writes both; earlier ones are kept as results.<time>.json / .md.
 """
 from __future__ import annotations
+
+import json
+import os
+import time
 
 from bagssl_jax import protocols as protocols_lib
 
@@ -85,3 +90,27 @@ def markdown(results):
                  f"{s['std_min']:.4f} | {s['dead_dims']} | "
                  f"{s['effective_rank']:.1f} |")
   return "\n".join(out) + "\n"
+
+
+def save(out_dir, results, with_markdown=True):
+  """Writes OUT_DIR/results.json (and results.md) atomically. Results already
+  there (training's eval, an earlier binary run) are kept, renamed after the
+  time they were written: results.<YYYYmmdd-HHMMSS>.json / .md."""
+  os.makedirs(out_dir, exist_ok=True)
+  files = {"results.json": json.dumps(results, indent=2)}
+  if with_markdown:
+    files["results.md"] = markdown(results)
+  old = os.path.join(out_dir, "results.json")
+  if os.path.exists(old):
+    stamp = time.strftime("%Y%m%d-%H%M%S",
+                          time.localtime(os.path.getmtime(old)))
+    for name in ("results.json", "results.md"):
+      path = os.path.join(out_dir, name)
+      if os.path.exists(path):
+        os.replace(path, os.path.join(
+            out_dir, name.replace("results.", f"results.{stamp}.")))
+  for name, text in files.items():
+    path = os.path.join(out_dir, name)
+    with open(path + ".tmp", "w") as f:
+      f.write(text)
+    os.replace(path + ".tmp", path)

@@ -205,6 +205,10 @@ def test_binary_agrees_with_training_eval(folder_run):
     for metric in ("linear", "knn"):
       assert binary[name][metric] == train_eval[name][metric], (name, metric)
   assert binary["convergence"] == train_eval["convergence"]
+  # The binary's results did not replace training's: those are kept.
+  kept = sorted((workdir / "eval").glob("results.*.json"))
+  assert len(kept) == 1 and json.loads(kept[0].read_text()) == train_eval
+  assert kept[0].with_suffix(".md").exists()
 
 
 def test_heldout_loss_logged(folder_run):
@@ -307,3 +311,17 @@ def test_optax_probe_matches_sklearn_logistic_regression():
   ref = float(np.mean(clf.predict(scaler.transform(xte)) == yte))
   assert 0.4 < ref < 0.9  # a regime where the probe matters
   assert abs(ours - ref) <= 0.005, (ours, ref)
+
+
+def test_save_keeps_earlier_results(tmp_path):
+  first = {"central": {"linear": 0.5, "knn": 0.4}}
+  second = {"central": {"linear": 0.6, "knn": 0.5}}
+  tables.save(str(tmp_path), first)
+  os.utime(tmp_path / "results.json", (0, 0))  # written long ago
+  tables.save(str(tmp_path), second)
+  assert json.loads((tmp_path / "results.json").read_text()) == second
+  kept = sorted(tmp_path.glob("results.*.json"))
+  assert len(kept) == 1 and json.loads(kept[0].read_text()) == first
+  assert "19700101" in kept[0].name or "19691231" in kept[0].name
+  assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".md") == [
+      kept[0].with_suffix(".md").name, "results.md"]
