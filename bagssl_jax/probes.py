@@ -104,7 +104,7 @@ def linear_probe(train_x, train_y, test_x, test_y, num_classes, *,
   Features are standardised with the train-set mean/std (computed once on the
   whole train set, then applied to train, held-out and test). The model
   logits = x @ W.T + b (W: (C, d)) starts at zero and is trained for `steps`
-  AdamW steps on the mean softmax cross-entropy; weight decay is AdamW's
+  AdamW steps (lr cosine-decayed to 0) on the mean softmax cross-entropy; weight decay is AdamW's
   decoupled decay (update -= lr * wd * W) and applies to W only.
   `batch_size=None` means full batch, otherwise each step draws `batch_size`
   rows with replacement from a PRNG seeded by `seed`.
