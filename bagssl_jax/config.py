@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import ml_collections
 from ml_collections import config_dict
@@ -372,3 +373,32 @@ def runlocal(c):
                    head_bottleneck=32, out_dim=64, patch_out_dim=64,
                    agg_depth=1)
     c.multicrop.num_local = 2
+
+
+def flags_parser(hint):
+  """An absl `flags_parser` for app.run: a bad --config file or
+  --config.<field> override is one `error:` line (ending with `hint`), exit 2,
+  instead of a traceback."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  def parse(argv):
+    try:
+      return flags.FLAGS(argv)
+    except flags.Error as e:
+      print(f"error: {e}", file=sys.stderr)
+    except OVERRIDE_ERRORS as e:
+      exit_bad_override(argv, e, hint)
+    sys.exit(2)
+  return parse
+
+
+# What ml_collections raises for an unknown field or a value of the wrong type.
+OVERRIDE_ERRORS = (AttributeError, KeyError, TypeError, ValueError)
+
+
+def exit_bad_override(argv, error, hint):
+  """One `error:` line naming the --config arguments, then exit 2."""
+  bad = [a for a in argv[1:] if a.startswith("--config")]
+  print(f"error: cannot apply {' '.join(bad)}: {type(error).__name__}: "
+        f"{error} ({hint})", file=sys.stderr)
+  sys.exit(2)

@@ -209,26 +209,18 @@ def main(argv):
     sys.exit(2)
 
 
-def _parse_flags(argv):
-  """absl's flag parsing; a bad --config.eval.<field> is one `error:` line."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    print(f"error: {e}", file=sys.stderr)
-  except (AttributeError, KeyError, TypeError, ValueError) as e:
-    bad = [a for a in argv[1:] if a.startswith("--config")]
-    print(f"error: cannot apply {' '.join(bad)}: {type(e).__name__}: {e} "
-          "(only --config.eval.<field> exists here)", file=sys.stderr)
-  sys.exit(2)
-
-
 if __name__ == "__main__":
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   # Flags live here so that importing this module (training does) adds none.
   flags.DEFINE_string("workdir", None, "Run directory (config.json, checkpoints/).")
   flags.DEFINE_integer("step", None, "Checkpoint step (default: newest).")
-  config_flags.DEFINE_config_dict(
-      "config", ml_collections.ConfigDict({"eval": config_lib.base_config().eval}),
-      "Eval settings: --config.eval.<field>=value.")
+  _HINT = "only --config.eval.<field> exists here"
+  try:  # config_flags already reads the overrides in sys.argv here
+    config_flags.DEFINE_config_dict(
+        "config",
+        ml_collections.ConfigDict({"eval": config_lib.base_config().eval}),
+        "Eval settings: --config.eval.<field>=value.")
+  except config_lib.OVERRIDE_ERRORS as e:
+    config_lib.exit_bad_override(sys.argv, e, _HINT)
   flags.mark_flag_as_required("workdir")
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=config_lib.flags_parser(_HINT))

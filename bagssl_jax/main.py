@@ -11,6 +11,7 @@ from ml_collections import config_flags
 
 from bagssl_jax import distributed, train
 from bagssl_jax.checkpoints import CheckpointError
+from bagssl_jax import config as config_lib
 from bagssl_jax.config import ConfigError
 from bagssl_jax.data import DataError
 from bagssl_jax.numerics import NonFiniteError
@@ -71,19 +72,6 @@ def main(argv):
     sys.exit(3)
 
 
-def parse_flags(argv):
-  """absl's flag parsing, with a bad --config file or --config.<field>
-  override reported as one `error:` line instead of a traceback."""
-  try:
-    return FLAGS(argv)
-  except flags.Error as e:
-    print(f"error: {e}", file=sys.stderr)
-  except (AttributeError, KeyError, TypeError, ValueError) as e:
-    bad = [a for a in argv[1:] if a.startswith("--config")]
-    print(f"error: cannot apply {' '.join(bad)}: {type(e).__name__}: {e} "
-          "(unknown field or wrong type?)", file=sys.stderr)
-  sys.exit(2)
-
-
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=config_lib.flags_parser(
+      "unknown field or wrong type?"))

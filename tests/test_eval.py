@@ -288,6 +288,19 @@ def test_binary_bad_override_one_line_error(folder_run):
   assert len(errors) == 1 and "3_slices" in errors[0], proc.stderr[-2000:]
 
 
+@pytest.mark.parametrize("override", ["--config.eval.nosuch=1",
+                                      "--config.eval.knn_k=many"])
+def test_binary_unknown_field_one_line_error(tmp_path, override):
+  """Unknown fields and wrong types fail while the flag is defined (before
+  any parsing): still one `error:` line, exit 2."""
+  proc = subprocess.run(
+      [sys.executable, "-m", "bagssl_jax.eval", f"--workdir={tmp_path}",
+       override], cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+  errors = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1 and override in errors[0], proc.stderr[-2000:]
+
+
 # --------------------------------------------- optax probe vs sklearn -----
 def test_optax_probe_matches_sklearn_logistic_regression():
   """Within 0.5 points of scikit-learn's LogisticRegression on the same
