@@ -21,6 +21,10 @@ Sections (each runs in its own subprocess, so peak memory is its own):
             ResNet-10, or of `--workdir`'s checkpoint), and the kNN's time.
   scaling   (not in the default list: several compiles) train patches/s of
             the same workload as patches per image, batch and width vary.
+  vit       (not in the default list) images/s of the DINO and SelfPatch
+            train steps of configs/fashion_mnist_{dino,selfpatch}.py (7x7
+            ViT patches) and of SelfPatch with 4x4 patches (12-px local
+            crops): the cost follows the number of tokens.
   gpu       on a GPU only: ResNet-50, 224x224 (and 100x100 patches), bf16,
             the VICReg step: images/s and MFU from XLA's cost analysis.
 
@@ -40,7 +44,7 @@ import time
 from absl import app, flags
 
 SECTIONS = ("pipeline", "train", "torch", "eval", "probe", "gpu")
-EXTRA_SECTIONS = ("scaling",)
+EXTRA_SECTIONS = ("scaling", "vit")
 flags.DEFINE_bool("json", False, "Print one JSON object as the last line.")
 flags.DEFINE_list("sections", list(SECTIONS), "Which benchmarks to run.")
 flags.DEFINE_string("section", None, "Internal: run one section in-process.")
@@ -191,6 +195,51 @@ def bench_scaling(repeats):
   return out
 
 
+# ------------------------------------------------------------------ vit ---
+VIT_CASES = {"selfpatch": ("selfpatch", {}), "dino": ("dino", {}),
+             "selfpatch_patch4": ("selfpatch", {"vit_patch": 4,
+                                                "local_size": 12})}
+
+
+def bench_vit(repeats, cases=VIT_CASES, arg=None):
+  """Images/s of the DINO / SelfPatch train step (multi-crop on device)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np
+  from bagssl_jax import optim, presets, steps
+  out = {}
+  for name, (method, change) in cases.items():
+    config = presets.vit_ssl("fashion_mnist", method, arg)
+    config.model.vit_patch = change.get("vit_patch", config.model.vit_patch)
+    mc = config.multicrop
+    mc.local_size = change.get("local_size", mc.local_size)
+    b, g, n_local = config.batch_size, mc.num_global, mc.num_local
+    model = steps.make_model(config)
+    tx, lr = optim.make_optimizer(config.optimizer, b, 1000, 100)
+    state = jax.jit(steps.make_init(model, tx, config))(jax.random.PRNGKey(0))
+    boxes = np.concatenate([np.tile([[0., 0., 28., 28.]], (b, g, 1)),
+                            np.tile([[4., 4., 12., 12.]], (b, n_local, 1))],
+                           1).astype(np.float32)
+    batch = jax.device_put({
+        "image": np.random.default_rng(0).integers(0, 256, (b, 28, 28, 1),
+                                                   np.uint8),
+        "boxes": boxes, "label": np.zeros((b,), np.int32)})
+    step = jax.jit(steps.make_train_step(model, tx, lr, config, 1000),
+                   donate_argnums=0)
+    compiled = step.lower(state, batch).compile()
+    for _ in range(2):
+      state, m = compiled(state, batch)
+    jax.block_until_ready(m)
+    holder = [state]
+    def run(k=4):
+      s = holder[0]
+      for _ in range(k):
+        s, r = compiled(s, batch)
+      jax.block_until_ready(r)
+      holder[0] = s
+    out[f"vit_{name}_images_per_s"] = _median_rate(run, 4 * b, repeats)
+  return out
+
+
 # ----------------------------------------------------------------- eval ---
 def _features(workdir, max_images, protocol="16_patches"):
   """(train_x, train_y, test_x, test_y, num_classes, seconds per protocol)."""
@@ -278,7 +327,8 @@ def bench_gpu(repeats):
 def _run_section(name):
   return {"pipeline": bench_pipeline, "train": bench_train, "eval": bench_eval,
           "probe": bench_probe, "gpu": bench_gpu,
-          "torch": bench_torch, "scaling": bench_scaling}[name](FLAGS.repeats)
+          "torch": bench_torch, "scaling": bench_scaling,
+          "vit": bench_vit}[name](FLAGS.repeats)
 
 
 def _child(name):

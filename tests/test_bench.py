@@ -1,4 +1,4 @@
-"""The benchmark's train workload is the fixed one of issue 6.
+"""The benchmark's train workload is the fixed one of issue 6; the ViT section runs.
 
 Its speed is compared with PyTorch's (bagssl_jax/torch_reference.py), so the
 JAX model must stay that architecture whatever the Fashion-MNIST preset does
@@ -43,3 +43,11 @@ def test_workload_is_the_issue_architecture():
   assert h.shape == (4, 128) and z.shape == (4, 512)
   assert (config.batch_size, config.num_patches, config.patch_size) == (256, 2, 14)
   assert config.optimizer.name == "sgd" and config.method == "vicreg"
+
+
+def test_vit_section_runs_each_case():
+  """The `vit` section times real DINO / SelfPatch steps (here the runlocal
+  ViT, one repeat)."""
+  out = bench.bench_vit(1, arg="runlocal")
+  assert set(out) == {f"vit_{c}_images_per_s" for c in bench.VIT_CASES}
+  assert all(np.isfinite(v) and v > 0 for v in out.values())
