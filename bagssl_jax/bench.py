@@ -64,6 +64,25 @@ def _median_rate(fn, units, repeats):
   return statistics.median(rates)
 
 
+def _step_rate(fn, state, batch, units_per_step, repeats, warmup=3, k=10):
+  """Compiles `fn(state, batch) -> (state, out)` (state donated), runs
+  `warmup` steps, then times `repeats` blocks of k steps. Returns (state,
+  compile seconds, median units per second)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  t0 = time.perf_counter()
+  compiled = jax.jit(fn, donate_argnums=0).lower(state, batch).compile()
+  compile_s = time.perf_counter() - t0
+  holder = [state]
+  def run(steps=k):
+    s = holder[0]
+    for _ in range(steps):
+      s, r = compiled(s, batch)
+    jax.block_until_ready(r)
+    holder[0] = s
+  run(warmup)
+  return holder[0], compile_s, _median_rate(run, k * units_per_step, repeats)
+
+
 def _peak_rss_mib():
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -153,22 +172,8 @@ def bench_train(repeats, config=None, full_step=True):
                   jax.device_put(uint8_batch)))
   out = {}
   for name, fn, batch in cases:
-    step = jax.jit(fn, donate_argnums=0)
-    t0 = time.perf_counter()
-    compiled = step.lower(state, batch).compile()
-    out[f"{name}_compile_s"] = time.perf_counter() - t0
-    for _ in range(3):
-      state, res = compiled(state, batch)
-    jax.block_until_ready(res)
-    holder = [state]
-    def run(k=10):
-      s = holder[0]
-      for _ in range(k):
-        s, r = compiled(s, batch)
-      jax.block_until_ready(r)
-      holder[0] = s
-    out[f"{name}_patches_per_s"] = _median_rate(run, 10 * b * n, repeats)
-    state = holder[0]
+    state, out[f"{name}_compile_s"], out[f"{name}_patches_per_s"] = (
+        _step_rate(fn, state, batch, b * n, repeats))
   out["train_patches_per_step"] = b * n
   out["train_workload"] = "resnet18 w16 cifar-stem 1x14x14, proj 512^3, vicreg, sgd"
   return out
@@ -223,20 +228,9 @@ def bench_vit(repeats, cases=VIT_CASES, arg=None):
         "image": np.random.default_rng(0).integers(0, 256, (b, 28, 28, 1),
                                                    np.uint8),
         "boxes": boxes, "label": np.zeros((b,), np.int32)})
-    step = jax.jit(steps.make_train_step(model, tx, lr, config, 1000),
-                   donate_argnums=0)
-    compiled = step.lower(state, batch).compile()
-    for _ in range(2):
-      state, m = compiled(state, batch)
-    jax.block_until_ready(m)
-    holder = [state]
-    def run(k=4):
-      s = holder[0]
-      for _ in range(k):
-        s, r = compiled(s, batch)
-      jax.block_until_ready(r)
-      holder[0] = s
-    out[f"vit_{name}_images_per_s"] = _median_rate(run, 4 * b, repeats)
+    fn = steps.make_train_step(model, tx, lr, config, 1000)
+    _, _, out[f"vit_{name}_images_per_s"] = _step_rate(
+        fn, state, batch, b, repeats, warmup=2, k=4)
   return out
 
 
