@@ -80,7 +80,8 @@ def _step_rate(fn, state, batch, units_per_step, repeats, warmup=3, k=10):
     jax.block_until_ready(r)
     holder[0] = s
   run(warmup)
-  return holder[0], compile_s, _median_rate(run, k * units_per_step, repeats)
+  rate = _median_rate(run, k * units_per_step, repeats)
+  return holder[0], compile_s, rate  # holder[0]: the state after the timing
 
 
 def _peak_rss_mib():

@@ -51,3 +51,13 @@ def test_vit_section_runs_each_case():
   out = bench.bench_vit(1, arg="runlocal")
   assert set(out) == {f"vit_{c}_images_per_s" for c in bench.VIT_CASES}
   assert all(np.isfinite(v) and v > 0 for v in out.values())
+
+
+def test_train_section_runs_both_steps_on_one_state():
+  """bench_train times the model step and then the full step on the state the
+  first one left (donated buffers must not be reused)."""
+  config = bench._workload_config()  # pylint: disable=protected-access
+  config.batch_size, config.model.width = 8, 8
+  out = bench.bench_train(1, config)
+  assert out["train_patches_per_s"] > 0
+  assert out["train_full_step_patches_per_s"] > 0
