@@ -2,7 +2,10 @@
 
 The peak learning rate is `base_lr * batch_size / 256` (the VICReg recipe).
 LARS excludes biases and normalisation parameters (1-D) from weight decay
-and trust-ratio adaptation.
+and trust-ratio adaptation. `predictor_lr_mult` scales the updates of BYOL's
+predictor (the top-level "predictor" parameters): a faster predictor speeds
+up BYOL (Tian, Chen, Ganguli 2021, "Understanding self-supervised learning
+dynamics without contrastive pairs", Sec. 6: relative predictor lr > 1).
 """
 from __future__ import annotations
 
@@ -41,4 +44,12 @@ def make_optimizer(opt_config, batch_size, total_steps, steps_per_epoch):
   else:
     raise ValueError(f"config.optimizer.name: unknown optimizer '{name}' "
                      "(choose from lars, sgd, adamw)")
+  mult = opt_config.get("predictor_lr_mult", 1.0)
+  if mult != 1.0:
+    tx = optax.chain(tx, optax.masked(optax.scale(mult), _is_predictor))
   return tx, lr
+
+
+def _is_predictor(params):
+  return {k: jax.tree.map(lambda _, k=k: k == "predictor", v)
+          for k, v in params.items()}

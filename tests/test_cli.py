@@ -39,6 +39,8 @@ def _assert_one_line_error(proc, field):
     (["--config.patch_size=40"], 1, "config.patch_size"),
     (["--config.batch_size=18"], 4, "config.batch_size"),
     (["--config.optimizer.name=adam_typo"], 1, "config.optimizer.name"),
+    (["--config.optimizer.predictor_lr_mult=0"], 1,
+     "config.optimizer.predictor_lr_mult"),
     (["--config.data.path=/nonexistent", "--config.data.name=fashion_mnist"],
      1, "/nonexistent"),
     (["--config.data.name=no_such_dataset"], 1, "no_such_dataset"),

@@ -1,5 +1,6 @@
 """Optimizers: warmup + cosine with lr x batch / 256; LARS leaves biases and
 norms out of weight decay and trust-ratio adaptation (the VICReg recipe)."""
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -56,3 +57,22 @@ def test_every_optimizer_steps_by_name(name):
 def test_unknown_optimizer_name():
   with pytest.raises(ValueError, match="unknown optimizer 'adam_typo'"):
     optim.make_optimizer(_opt("adam_typo"), 256, 10, 10)
+
+
+@pytest.mark.parametrize("name", optim.OPTIMIZERS)
+def test_predictor_lr_mult_scales_only_the_predictor(name):
+  params = {"backbone": {"kernel": jnp.full((3, 3), 2.0)},
+            "predictor": {"kernel": jnp.full((3, 3), 2.0),
+                          "bias": jnp.zeros((3,))}}
+  grads = jax.tree.map(lambda p: jnp.full_like(p, 0.5), params)
+  base, _ = optim.make_optimizer(_opt(name, warmup_epochs=0), 256, 10, 10)
+  fast, _ = optim.make_optimizer(
+      _opt(name, warmup_epochs=0, predictor_lr_mult=10.0), 256, 10, 10)
+  u1, _ = base.update(grads, base.init(params), params)
+  u10, _ = fast.update(grads, fast.init(params), params)
+  np.testing.assert_allclose(u10["backbone"]["kernel"],
+                             u1["backbone"]["kernel"], rtol=1e-6)
+  for leaf in ("kernel", "bias"):
+    np.testing.assert_allclose(u10["predictor"][leaf],
+                               10.0 * u1["predictor"][leaf], rtol=1e-6)
+  assert float(jnp.abs(u1["predictor"]["kernel"]).sum()) > 0
