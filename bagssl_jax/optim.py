@@ -3,9 +3,9 @@
 The peak learning rate is `base_lr * batch_size / 256` (the VICReg recipe).
 LARS excludes biases and normalisation parameters (1-D) from weight decay
 and trust-ratio adaptation. `predictor_lr_mult` scales the updates of BYOL's
-predictor (the top-level "predictor" parameters): a faster predictor speeds
-up BYOL (Tian, Chen, Ganguli 2021, "Understanding self-supervised learning
-dynamics without contrastive pairs", Sec. 6: relative predictor lr > 1).
+predictor (the top-level "predictor" parameters), the relative predictor
+learning rate that Tian, Chen, Ganguli 2021 ("Understanding self-supervised
+learning dynamics without contrastive pairs") analyse among BYOL's factors.
 """
 from __future__ import annotations
 
