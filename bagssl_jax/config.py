@@ -86,6 +86,9 @@ def validate(config, image_shape=None, data_parallel=1, process_count=1):
   if not config.optimizer.get("predictor_lr_mult", 1.0) > 0:
     raise ConfigError("config.optimizer.predictor_lr_mult: must be > 0, not "
                       f"{config.optimizer.predictor_lr_mult!r}")
+  if not isinstance(config.optimizer.get("predictor_constant_lr", False), bool):
+    raise ConfigError("config.optimizer.predictor_constant_lr: must be True or "
+                      f"False, not {config.optimizer.predictor_constant_lr!r}")
   validate_eval(config)
   if config.data.get("bad_images", "stop") not in ("stop", "skip"):
     raise ConfigError(f"config.data.bad_images: unknown "
@@ -294,7 +297,8 @@ def base_config():
   c.optimizer = ml_collections.ConfigDict(dict(
       name="lars", base_lr=0.3, weight_decay=1e-4, momentum=0.9,
       warmup_epochs=10.0, end_lr_factor=0.001,
-      predictor_lr_mult=1.0))  # BYOL: the predictor's lr / the rest's
+      predictor_lr_mult=1.0,  # BYOL: the predictor's lr / the rest's
+      predictor_constant_lr=False))  # no decay for it (SimSiam --fix-pred-lr)
 
   # Device mesh: both axes split the batch; -1 = the rest of the devices.
   # param_sharding "fsdp" splits every parameter / optimizer-state leaf of at

@@ -76,3 +76,39 @@ def test_predictor_lr_mult_scales_only_the_predictor(name):
     np.testing.assert_allclose(u10["predictor"][leaf],
                                10.0 * u1["predictor"][leaf], rtol=1e-6)
   assert float(jnp.abs(u1["predictor"]["kernel"]).sum()) > 0
+
+
+def _updates(tx, params, grads, steps):
+  """The update of every step, params moving along (LARS reads them)."""
+  state, out = tx.init(params), []
+  for _ in range(steps):
+    u, state = tx.update(grads, state, params)
+    params = jax.tree.map(lambda p, d: p + d, params, u)
+    out.append(u)
+  return out
+
+
+@pytest.mark.parametrize("name", optim.OPTIMIZERS)
+def test_predictor_constant_lr_stops_only_the_predictors_decay(name):
+  params = {"backbone": {"kernel": jnp.full((3, 3), 2.0)},
+            "predictor": {"kernel": jnp.full((3, 3), 2.0),
+                          "bias": jnp.zeros((3,))}}
+  grads = jax.tree.map(lambda p: jnp.full_like(p, 0.5), params)
+  kw = dict(warmup_epochs=1, predictor_lr_mult=3.0)
+  const, _ = optim.make_optimizer(_opt(name, predictor_constant_lr=True, **kw),
+                                  256, 30, 10)
+  decayed, _ = optim.make_optimizer(_opt(name, **kw), 256, 30, 10)
+  # Reference for the predictor: the same warm-up, then a flat "cosine".
+  flat, _ = optim.make_optimizer(_opt(name, end_lr_factor=1.0, **kw),
+                                 256, 30, 10)
+  got, want_rest, want_pred = (_updates(t, params, grads, 30)
+                               for t in (const, decayed, flat))
+  for step in (3, 15, 29):
+    np.testing.assert_allclose(got[step]["backbone"]["kernel"],
+                               want_rest[step]["backbone"]["kernel"], rtol=1e-5)
+    for leaf in ("kernel", "bias"):
+      np.testing.assert_allclose(got[step]["predictor"][leaf],
+                                 want_pred[step]["predictor"][leaf], rtol=1e-5)
+  # Late in the run the decayed predictor has slowed down; this one has not.
+  assert (float(jnp.abs(got[29]["predictor"]["bias"]).sum()) >
+          2 * float(jnp.abs(want_rest[29]["predictor"]["bias"]).sum()))
