@@ -166,16 +166,24 @@ def to_mean(pair_loss: Callable) -> Callable:
 
 def byol_views(p, z_target, multi_view="pairs"):
   """BYOL over views: online predictions p and target projections z_target,
-  both (batch, n_views, dim). "pairs": every ordered pair of distinct views
-  (the symmetrised loss for 2 views); "mean": each view's prediction against
-  the mean target projection. Gradients are stopped on the target here."""
+  both (batch, n_views, dim). BYOL's two-view loss is the sum of both
+  directions, byol_loss(p1, z2) + byol_loss(p2, z1) (deepmind-research
+  byol_experiment.py; solo-learn sums too), and its LARS learning rates are
+  tuned at that scale (the 1-D parameters, outside LARS's trust ratio, step
+  by lr x gradient). So the loss is 2 x the mean over every ordered pair of
+  distinct views ("pairs"; the mean over unordered pairs of the symmetrised
+  loss, as for the other methods) or over views, each view's prediction
+  against the mean target projection ("mean"). Gradients are stopped on the
+  target here."""
   z_target = jax.lax.stop_gradient(z_target)
   n = p.shape[1]
   if multi_view == "mean":
     mean = jnp.mean(z_target, axis=1)
-    return _average([byol_loss(p[:, v], mean) for v in range(n)])
-  return _average([byol_loss(p[:, i], z_target[:, j])
-                   for i in range(n) for j in range(n) if i != j])
+    loss, metrics = _average([byol_loss(p[:, v], mean) for v in range(n)])
+  else:
+    loss, metrics = _average([byol_loss(p[:, i], z_target[:, j])
+                              for i in range(n) for j in range(n) if i != j])
+  return 2. * loss, {"byol": 2. * metrics["byol"]}
 
 
 _PAIR_LOSSES = {

@@ -230,9 +230,21 @@ def test_byol_views_symmetrised_and_target_gets_no_gradient():
   p = jax.random.normal(jax.random.PRNGKey(10), (16, 2, 8))
   t = jax.random.normal(jax.random.PRNGKey(11), (16, 2, 8))
   loss, _ = losses.byol_views(p, t)
+  # BYOL's symmetrised loss: the sum of both directions (byol_experiment.py).
   expected = (losses.byol_loss(p[:, 0], t[:, 1])[0] +
-              losses.byol_loss(p[:, 1], t[:, 0])[0]) / 2
+              losses.byol_loss(p[:, 1], t[:, 0])[0])
   np.testing.assert_allclose(loss, expected, rtol=1e-6)
+  # Three views: twice the mean over the 6 ordered pairs; "mean": twice the
+  # mean over views of each prediction against the mean target.
+  p3 = jax.random.normal(jax.random.PRNGKey(12), (16, 3, 8))
+  t3 = jax.random.normal(jax.random.PRNGKey(13), (16, 3, 8))
+  directed = [losses.byol_loss(p3[:, i], t3[:, j])[0]
+              for i in range(3) for j in range(3) if i != j]
+  np.testing.assert_allclose(losses.byol_views(p3, t3)[0],
+                             2 * np.mean(directed), rtol=1e-6)
+  to_mean = [losses.byol_loss(p3[:, v], t3.mean(1))[0] for v in range(3)]
+  np.testing.assert_allclose(losses.byol_views(p3, t3, "mean")[0],
+                             2 * np.mean(to_mean), rtol=1e-6)
   grad_t = jax.grad(lambda t: losses.byol_views(p, t)[0])(t)
   np.testing.assert_array_equal(grad_t, np.zeros_like(t))
   assert np.abs(jax.grad(lambda p: losses.byol_views(p, t)[0])(p)).sum() > 0
