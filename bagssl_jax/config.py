@@ -220,7 +220,7 @@ def base_config():
       spectral=dict(lam=1.0),
       barlow_twins=dict(lambd=0.0051),
       tcr=dict(eps_sq=0.2, inv_coeff=200.),
-      byol=ml_collections.ConfigDict(),
+      byol=dict(scale=2.0),  # 2: BYOL's symmetrised two-view loss
       # DINO / SelfPatch (ViT-S/16 recipe of the DINO and SelfPatch repos).
       dino=dict(student_temp=0.1, teacher_temp=0.04, warmup_teacher_temp=0.04,
                 warmup_teacher_temp_epochs=0, center_momentum=0.9),

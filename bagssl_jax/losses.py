@@ -164,17 +164,20 @@ def to_mean(pair_loss: Callable) -> Callable:
   return loss_fn
 
 
-def byol_views(p, z_target, multi_view="pairs"):
+def byol_views(p, z_target, multi_view="pairs", scale=2.0):
   """BYOL over views: online predictions p and target projections z_target,
-  both (batch, n_views, dim). BYOL's two-view loss is the sum of both
-  directions, byol_loss(p1, z2) + byol_loss(p2, z1) (deepmind-research
-  byol_experiment.py; solo-learn sums too), and its LARS learning rates are
-  tuned at that scale (the 1-D parameters, outside LARS's trust ratio, step
-  by lr x gradient). So the loss is 2 x the mean over every ordered pair of
-  distinct views ("pairs"; the mean over unordered pairs of the symmetrised
-  loss, as for the other methods) or over views, each view's prediction
-  against the mean target projection ("mean"). Gradients are stopped on the
-  target here."""
+  both (batch, n_views, dim). The loss is `scale` x the mean of byol_loss
+  over every ordered pair of distinct views ("pairs") or over views, each
+  view's prediction against the mean target projection ("mean"). Gradients
+  are stopped on the target here.
+
+  scale 2 is BYOL's two-view loss, the sum of both directions
+  byol_loss(p1, z2) + byol_loss(p2, z1) (deepmind-research
+  byol_experiment.py), and for N views the mean over unordered pairs of it,
+  as for the other methods; solo-learn's multi-crop BYOL sums over all
+  N(N-1) ordered pairs (scale N(N-1)). The scale matters under LARS: the 1-D
+  parameters (BatchNorm, biases), outside the trust ratio, step by
+  lr x gradient, and it weighs the loss against weight decay."""
   z_target = jax.lax.stop_gradient(z_target)
   n = p.shape[1]
   if multi_view == "mean":
@@ -183,7 +186,7 @@ def byol_views(p, z_target, multi_view="pairs"):
   else:
     loss, metrics = _average([byol_loss(p[:, i], z_target[:, j])
                               for i in range(n) for j in range(n) if i != j])
-  return 2. * loss, {"byol": 2. * metrics["byol"]}
+  return scale * loss, {"byol": scale * metrics["byol"]}
 
 
 _PAIR_LOSSES = {
@@ -199,10 +202,11 @@ def loss_keywords(method: str) -> set:
   """The keyword arguments `config.loss.<method>` may set."""
   if method in dino.LOSS_KEYWORDS:
     return set(dino.LOSS_KEYWORDS[method])
-  fn = {**_PAIR_LOSSES, "tcr": tcr_loss}.get(method)
+  fn = {**_PAIR_LOSSES, "tcr": tcr_loss, "byol": byol_views}.get(method)
   if fn is None:
     return set()
-  return set(inspect.signature(fn).parameters) - {"z", "z1", "z2"}
+  return set(inspect.signature(fn).parameters) - {"z", "z1", "z2", "p",
+                                                  "z_target", "multi_view"}
 # Methods of the ResNet + projector path. BYOL's loss needs the predictor
 # and the EMA target, so the train step calls `byol_views` for it.
 METHODS = (*_PAIR_LOSSES, "tcr", "byol")

@@ -112,13 +112,13 @@ METHODS = {
                  warmup_epochs=10),
         src="google-research/simclr README (ImageNet command) and run.py"),
     ("byol", "cifar"): dict(
-        loss={}, proj=(4096, 256), pred=4096, tau=0.99,
+        loss=dict(scale=2.0), proj=(4096, 256), pred=4096, tau=0.99,
         opt=dict(name="lars", base_lr=1.0, weight_decay=1e-5,
                  warmup_epochs=10),
         src="solo-learn scripts/pretrain/cifar/byol.yaml"),
     # The official 100-epoch preset (the BagSSL schedule here is 100 epochs).
     ("byol", "imagenet"): dict(
-        loss={}, proj=(4096, 256), pred=4096, tau=0.99,
+        loss=dict(scale=2.0), proj=(4096, 256), pred=4096, tau=0.99,
         opt=dict(name="lars", base_lr=0.45, weight_decay=1e-6,
                  warmup_epochs=10),
         src="google-deepmind/deepmind-research byol/configs/byol.py "
@@ -283,7 +283,7 @@ FASHION_MNIST_METHODS = {
     # 2.0 = 1.0 at 128 images), all view pairs: 83.7%; the predictor's lr x10
     # (the relative predictor lr of Tian et al. 2021): 84.6% (x30: 84.3%;
     # 8 x 64: 84.5%).
-    "byol": dict(loss={}, tau=0.97,
+    "byol": dict(loss=dict(scale=2.0), tau=0.97,
                  config=dict(num_patches=4, batch_size=128, num_epochs=4),
                  optimizer=dict(base_lr=2.0, warmup_epochs=0.5,
                                 predictor_lr_mult=10.0),

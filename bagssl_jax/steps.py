@@ -130,7 +130,8 @@ def make_loss_fn(model, config, steps_per_epoch=1):
     (_, z_target), target_vars = model.apply(
         state.target, x, train=True, mutable=["batch_stats"])
     loss, metrics = losses.byol_views(
-        p.reshape(z.shape), z_target.reshape(z.shape), multi_view)
+        p.reshape(z.shape), z_target.reshape(z.shape), multi_view,
+        **loss_kwargs)
     return loss, (metrics, pred_vars["batch_stats"],
                   {"batch_stats": target_vars["batch_stats"]})
 
