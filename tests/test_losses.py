@@ -245,6 +245,10 @@ def test_byol_views_symmetrised_and_target_gets_no_gradient():
   to_mean = [losses.byol_loss(p3[:, v], t3.mean(1))[0] for v in range(3)]
   np.testing.assert_allclose(losses.byol_views(p3, t3, "mean")[0],
                              2 * np.mean(to_mean), rtol=1e-6)
+  # scale N(N-1): solo-learn's sum over the ordered pairs.
+  np.testing.assert_allclose(losses.byol_views(p3, t3, scale=6.0)[0],
+                             np.sum(directed), rtol=1e-6)
+  assert losses.loss_keywords("byol") == {"scale"}
   grad_t = jax.grad(lambda t: losses.byol_views(p, t)[0])(t)
   np.testing.assert_array_equal(grad_t, np.zeros_like(t))
   assert np.abs(jax.grad(lambda p: losses.byol_views(p, t)[0])(p)).sum() > 0
