@@ -59,12 +59,17 @@ def test_unknown_optimizer_name():
     optim.make_optimizer(_opt("adam_typo"), 256, 10, 10)
 
 
-@pytest.mark.parametrize("name", optim.OPTIMIZERS)
-def test_predictor_lr_mult_scales_only_the_predictor(name):
+def _with_predictor():
+  """(params, grads): a backbone kernel and BYOL's predictor subtree."""
   params = {"backbone": {"kernel": jnp.full((3, 3), 2.0)},
             "predictor": {"kernel": jnp.full((3, 3), 2.0),
                           "bias": jnp.zeros((3,))}}
-  grads = jax.tree.map(lambda p: jnp.full_like(p, 0.5), params)
+  return params, jax.tree.map(lambda p: jnp.full_like(p, 0.5), params)
+
+
+@pytest.mark.parametrize("name", optim.OPTIMIZERS)
+def test_predictor_lr_mult_scales_only_the_predictor(name):
+  params, grads = _with_predictor()
   base, _ = optim.make_optimizer(_opt(name, warmup_epochs=0), 256, 10, 10)
   fast, _ = optim.make_optimizer(
       _opt(name, warmup_epochs=0, predictor_lr_mult=10.0), 256, 10, 10)
@@ -90,10 +95,7 @@ def _updates(tx, params, grads, steps):
 
 @pytest.mark.parametrize("name", optim.OPTIMIZERS)
 def test_predictor_constant_lr_stops_only_the_predictors_decay(name):
-  params = {"backbone": {"kernel": jnp.full((3, 3), 2.0)},
-            "predictor": {"kernel": jnp.full((3, 3), 2.0),
-                          "bias": jnp.zeros((3,))}}
-  grads = jax.tree.map(lambda p: jnp.full_like(p, 0.5), params)
+  params, grads = _with_predictor()
   kw = dict(warmup_epochs=1, predictor_lr_mult=3.0)
   const, _ = optim.make_optimizer(_opt(name, predictor_constant_lr=True, **kw),
                                   256, 30, 10)
