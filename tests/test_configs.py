@@ -156,8 +156,11 @@ def test_method_presets_match_loss_signatures():
   from bagssl_jax import losses  # pylint: disable=g-import-not-at-top
   fns = {"vicreg": losses.vicreg_loss, "simclr": losses.simclr_loss,
          "spectral": losses.spectral_contrastive_loss,
-         "barlow_twins": losses.barlow_twins_loss, "tcr": losses.tcr_loss}
-  for (method, _), m in presets.METHODS.items():
+         "barlow_twins": losses.barlow_twins_loss, "tcr": losses.tcr_loss,
+         "byol": losses.byol_views}
+  both = [(method, m) for (method, _), m in presets.METHODS.items()]
+  both += list(presets.FASHION_MNIST_METHODS.items())
+  for method, m in both:
     if method in fns:
       assert set(m["loss"]) <= set(inspect.signature(fns[method]).parameters)
     else:
