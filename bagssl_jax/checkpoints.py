@@ -23,9 +23,9 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
-from bagssl_jax import augment
 from bagssl_jax import config as config_lib
-from bagssl_jax import numerics, optim, steps
+from bagssl_jax import models, numerics, optim, steps
+from bagssl_jax.data import augment
 
 
 class CheckpointError(ValueError):
@@ -123,7 +123,7 @@ def _barrier(name):
 
 def abstract_train_state(config, total_steps=1, steps_per_epoch=1):
   """ShapeDtypeStructs of the TrainState that `config` trains."""
-  model = steps.make_model(config)
+  model = models.make_model(config)
   tx, _ = optim.make_optimizer(config.optimizer, config.batch_size,
                                total_steps, steps_per_epoch)
   return model, jax.eval_shape(steps.make_init(model, tx, config),
@@ -166,26 +166,9 @@ class LoadedModel:
     and, with data.image_size, resized + centre-cropped) -> (n, d) features
     of `protocol` (any eval protocol). Patch positions are hashed from
     (eval.seed, index in `images`): the same inputs give the same output."""
-    from bagssl_jax import embedding, protocols, sharding  # pylint: disable=g-import-not-at-top
-    from bagssl_jax.data import pipeline, sources  # pylint: disable=g-import-not-at-top
-    protocols.parse(protocol)  # ValueError for an unknown name
-    c = self.config
-    images = np.asarray(images)
-    if images.ndim == 3:
-      images = images[..., None]
-    images = np.stack([pipeline.preprocess_image(
-        im, c.data.channels, c.data.get("image_size") or 0) for im in images])
-    key = (protocol, images.shape[1:])
-    if key not in self._embedders:
-      mesh = sharding.make_mesh({"data": 1, "fsdp": 1},
-                                jax.local_devices()[:1])
-      self._embedders[key] = (embedding.PassEmbedder(
-          self.model, c, images.shape[1:], mesh, [protocol]), mesh)
-    embedder, mesh = self._embedders[key]
-    variables = jax.device_put(self.variables, sharding.replicated(mesh))
-    feats, _ = embedder(variables, sources.ArraySource(
-        images, np.zeros(len(images), np.int32), 0))
-    return feats[protocol]
+    from bagssl_jax.evaluation import embedding  # pylint: disable=g-import-not-at-top
+    return embedding.embed_images(self.model, self.config, self.variables,
+                                  images, protocol, self._embedders)
 
 
 @jax.jit(static_argnums=0)

@@ -8,12 +8,13 @@ import jax
 import numpy as np
 from absl import logging
 
-from bagssl_jax import checkpoints, health, numerics, optim, patch_probe
-from bagssl_jax import preemption, preflight, reporting, sharding, steps
-from bagssl_jax import workdir as workdir_lib
+from bagssl_jax import checkpoints, models, numerics, optim, preemption
+from bagssl_jax import preflight, reporting, sharding, steps
 from bagssl_jax import config as config_lib
-from bagssl_jax import eval as eval_lib
+from bagssl_jax import heldout as heldout_lib
+from bagssl_jax import workdir as workdir_lib
 from bagssl_jax.data import make_train_iterator
+from bagssl_jax.evaluation import run as evaluation
 
 
 def train_and_evaluate(config, workdir):
@@ -44,7 +45,7 @@ def _train_and_evaluate(config, workdir, cleanup):
   source, _ = preflight.check_inputs(config, dp, pc)
   # Held-out loss terms (ResNet methods; the ViT methods' multi-crop batches
   # are not built for it).
-  heldout_every = (0 if steps.is_vit(config)
+  heldout_every = (0 if models.is_vit(config)
                    else config.eval.get("heldout_every_steps", 0))
   if heldout_every:
     heldout_source, heldout_n = preflight.heldout_source(config, dp, pc)
@@ -58,7 +59,7 @@ def _train_and_evaluate(config, workdir, cleanup):
   cleanup.enter_context(workdir_lib.claim(workdir, config))
 
   # --------------------------------------------------------------- model ---
-  model = steps.make_model(config)
+  model = models.make_model(config)
   tx, lr_schedule = optim.make_optimizer(config.optimizer, config.batch_size,
                                          total_steps, steps_per_epoch)
   init = steps.make_init(model, tx, config)
@@ -78,7 +79,7 @@ def _train_and_evaluate(config, workdir, cleanup):
       out_shardings=(state_sharding, sharding.replicated(mesh)),
       donate_argnums=0)
 
-  heldout = (health.HeldoutLoss(
+  heldout = (heldout_lib.HeldoutLoss(
       steps.make_loss_fn(model, config), config, heldout_source, heldout_n,
       mesh, state_sharding, block, num_blocks) if heldout_every else None)
 
@@ -142,10 +143,7 @@ def _train_and_evaluate(config, workdir, cleanup):
   if config.run_eval:
     variables = sharding.replicate(
         {"params": state.params, "batch_stats": state.batch_stats}, mesh)
-    if steps.is_vit(config):
-      patch_probe.evaluate_vit(model, variables, config, mesh, workdir)
-    else:
-      eval_lib.evaluate(model, variables, config, mesh, workdir, step)
+    evaluation.evaluate(model, variables, config, mesh, workdir, step)
   return state
 
 

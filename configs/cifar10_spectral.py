@@ -2,8 +2,8 @@
 
 Experiment: ResNet-34 on 14x14 patches of TFDS `cifar10`, resized to 32 px.
 Recipe and variants (:patch=N, :input=N, :rrc, :runlocal):
-bagssl_jax/presets.py.
-Hyper-parameters (bagssl_jax/presets.py): loss of HaoChen et al. 2021 with lam
+bagssl_jax/config/presets.py.
+Hyper-parameters (bagssl_jax/methods/spectral.py presets): loss of HaoChen et al. 2021 with lam
 0.5 (their mu=1 loss is twice ours), head 2048-1000, SGD base lr 0.06 (their
 0.03 on the doubled loss), momentum 0.9, wd 5e-4, 10 warmup epochs, cosine to
 0: jhaochenz96/spectral_contrastive_learning
@@ -13,7 +13,7 @@ Paper number: see Table 1 (not verified here).
 
   python -m bagssl_jax.main --config=configs/cifar10_spectral.py --workdir=DIR
 """
-from bagssl_jax import presets
+from bagssl_jax.config import presets
 
 
 def get_config(arg=None):

@@ -2,8 +2,8 @@
 
 Experiment: ResNet-34 on 14x14 patches of TFDS `cifar10`, resized to 32 px.
 Recipe and variants (:patch=N, :input=N, :rrc, :runlocal):
-bagssl_jax/presets.py.
-Hyper-parameters (bagssl_jax/presets.py): total coding rate eps^2 0.2,
+bagssl_jax/config/presets.py.
+Hyper-parameters (bagssl_jax/methods/tcr.py presets): total coding rate eps^2 0.2,
 invariance weight 200, head 4096-4096-1024, LARS lr 0.3 at batch 100 (0.768 per
 256), wd 1e-4, no warmup, cosine to 0, ColorJitter(.4, .4, .4, .2):
 tsb0601/EMP-SSL main.py, model/model.py, dataset/aug.py. For scale: EMP-SSL's
@@ -13,7 +13,7 @@ Paper number: see Table 1 (not verified here).
 
   python -m bagssl_jax.main --config=configs/cifar10_tcr.py --workdir=DIR
 """
-from bagssl_jax import presets
+from bagssl_jax.config import presets
 
 
 def get_config(arg=None):

@@ -1,7 +1,8 @@
 """BagSSL BYOL on Fashion-MNIST: the embedded default with method=byol.
 
 Same data, network and eval as fashion_mnist_vicreg.py
-(bagssl_jax/presets.py: fashion_mnist) with BYOL's own: 4 patches x 128
+(bagssl_jax/config/presets.py: DATASETS['fashion_mnist'];
+bagssl_jax/methods/byol.py presets) with BYOL's own: 4 patches x 128
 images a step (all view pairs; the same 512 patches and 1,872 steps as the
 others' 2 x 256 for 8 epochs), LARS base lr 2.0 (1.0 at 128 images) with the
 predictor's lr x10 (`optimizer.predictor_lr_mult`), projector 1024-256 and
@@ -15,8 +16,8 @@ Measured 16-patch linear accuracy: see the README's method table.
   python -m bagssl_jax.main --config=configs/fashion_mnist_byol.py --workdir=/tmp/fm_byol
   ...:runlocal  shrinks the run to seconds for smoke tests.
 """
-from bagssl_jax import presets
+from bagssl_jax.config import presets
 
 
 def get_config(arg=None):
-  return presets.fashion_mnist("byol", arg)
+  return presets.build("fashion_mnist", "byol", arg)

@@ -2,8 +2,8 @@
 
 Experiment: ResNet-50 on 100x100 patches of ImageNet-100 (image_folder; set
 data.path), resized to 224 px. Recipe and variants (:patch=N, :input=N, :rrc,
-:runlocal): bagssl_jax/presets.py.
-Hyper-parameters (bagssl_jax/presets.py): EMA target momentum 0.99 (cosine to
+:runlocal): bagssl_jax/config/presets.py.
+Hyper-parameters (bagssl_jax/methods/byol.py presets): EMA target momentum 0.99 (cosine to
 1), projector 4096-256, predictor 4096, LARS base lr 0.45, wd 1e-6, 10 warmup
 epochs: the 100-epoch presets of google-deepmind/deepmind-research
 byol/configs/byol.py.
@@ -11,7 +11,7 @@ Paper number: see Table 3 (not verified here).
 
   python -m bagssl_jax.main --config=configs/imagenet100_byol.py --workdir=DIR
 """
-from bagssl_jax import presets
+from bagssl_jax.config import presets
 
 
 def get_config(arg=None):

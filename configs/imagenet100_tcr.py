@@ -2,8 +2,8 @@
 
 Experiment: ResNet-50 on 100x100 patches of ImageNet-100 (image_folder; set
 data.path), resized to 224 px. Recipe and variants (:patch=N, :input=N, :rrc,
-:runlocal): bagssl_jax/presets.py.
-Hyper-parameters (bagssl_jax/presets.py): total coding rate eps^2 0.2,
+:runlocal): bagssl_jax/config/presets.py.
+Hyper-parameters (bagssl_jax/methods/tcr.py presets): total coding rate eps^2 0.2,
 invariance weight 200, head 4096-4096-1024, LARS lr 0.3 at batch 100 (0.768 per
 256), wd 1e-4, no warmup, cosine to 0, ColorJitter(.4, .4, .4, .2):
 tsb0601/EMP-SSL main.py (README's ImageNet-100 command), dataset/aug4img.py.
@@ -11,7 +11,7 @@ Paper number: see Table 3 (not verified here).
 
   python -m bagssl_jax.main --config=configs/imagenet100_tcr.py --workdir=DIR
 """
-from bagssl_jax import presets
+from bagssl_jax.config import presets
 
 
 def get_config(arg=None):

@@ -2,8 +2,8 @@
 
 Experiment: ResNet-50 on 32x32 patches (`:patch=N`) of TFDS `imagenet2012`,
 resized to 224 px. Recipe and variants (:patch=N, :input=N, :rrc, :runlocal):
-bagssl_jax/presets.py.
-Hyper-parameters (bagssl_jax/presets.py): NT-Xent temperature 0.1, projector
+bagssl_jax/config/presets.py.
+Hyper-parameters (bagssl_jax/methods/simclr.py presets): NT-Xent temperature 0.1, projector
 2048-128, LARS base lr 0.3, wd 1e-6, 10 warmup epochs: the SimCLR authors'
 ImageNet command (google-research/simclr README, run.py).
 Paper number: 62% top-1 linear probe with 32x32 patches (abstract of arXiv
@@ -12,7 +12,7 @@ Fig. 3b (not verified here).
 
   python -m bagssl_jax.main --config=configs/imagenet_simclr.py --workdir=DIR
 """
-from bagssl_jax import presets
+from bagssl_jax.config import presets
 
 
 def get_config(arg=None):

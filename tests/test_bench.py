@@ -1,13 +1,14 @@
-"""The benchmark's train workload is the fixed one of issue 6; the ViT section runs.
+"""The benchmark's train workload is the reference CPU workload; the ViT section runs.
 
-Its speed is compared with PyTorch's (bagssl_jax/torch_reference.py), so the
+Its speed is compared with PyTorch's (bagssl_jax/bench/torch_reference.py), so the
 JAX model must stay that architecture whatever the Fashion-MNIST preset does
 (e.g. `model.expand_width`). Timings themselves live in the benchmark.
 """
 import jax
 import numpy as np
 
-from bagssl_jax import bench, steps
+from bagssl_jax import models
+from bagssl_jax.bench import sections as bench
 
 
 def _spec_param_count():
@@ -29,9 +30,9 @@ def _spec_param_count():
   return n
 
 
-def test_workload_is_the_issue_architecture():
-  config = bench._workload_config()  # pylint: disable=protected-access
-  model = steps.make_model(config)
+def test_workload_is_the_reference_architecture():
+  config = bench.workload_config()
+  model = models.make_model(config)
   x = np.zeros((4, config.patch_size, config.patch_size, 1), np.float32)
   variables = jax.eval_shape(
       lambda: model.init(jax.random.PRNGKey(0), x, train=False))
@@ -56,7 +57,7 @@ def test_vit_section_runs_each_case():
 def test_train_section_runs_both_steps_on_one_state():
   """bench_train times the model step and then the full step on the state the
   first one left (donated buffers must not be reused)."""
-  config = bench._workload_config()  # pylint: disable=protected-access
+  config = bench.workload_config()
   config.batch_size, config.model.width = 8, 8
   out = bench.bench_train(1, config)
   assert out["train_patches_per_s"] > 0

@@ -3,12 +3,12 @@ import jax
 import numpy as np
 import pytest
 
-from bagssl_jax import checkpoints, config as config_lib, optim, steps
+from bagssl_jax import checkpoints, config as config_lib, models, optim, steps
 from tests.conftest import load_config
 
 
 def _state(config):
-  model = steps.make_model(config)
+  model = models.make_model(config)
   tx, _ = optim.make_optimizer(config.optimizer, config.batch_size, 10, 10)
   return jax.jit(steps.make_init(model, tx, config))(jax.random.PRNGKey(3))
 

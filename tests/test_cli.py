@@ -49,6 +49,10 @@ def _assert_one_line_error(proc, field):
     (["--config.data.name=image_folder"], 1, "data.path"),
     (["--config.loss.sim_coeff=50"], 1, "--config.loss.sim_coeff=50"),
     (["--config=configs/nonexistent.py"], 1, "nonexistent.py"),
+    (["--config=configs/imagenet_vicreg.py:nosuch"], 1,
+     "unknown config variant 'nosuch' (choose from patch=N, rrc, input=N, "
+     "runlocal)"),
+    (["--config=configs/fashion_mnist_dino.py:rrc"], 1, "'rrc' is for the"),
     (["--coordinator_address=localhost:1234"], 1, "--num_processes"),
 ])
 def test_bad_config_one_line_error(tmp_path, args, devices, field):

@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import pytest
 
 from bagssl_jax import config as config_lib
-from bagssl_jax import optim, presets, steps
+from bagssl_jax import methods, models, optim, steps
+from bagssl_jax.config import presets
 from tests.conftest import ROOT, load_config
 
 NAMES = sorted(os.path.splitext(os.path.basename(p))[0]
@@ -27,14 +28,31 @@ def _module(name):
   return module
 
 
-def _uses_presets(name):
+def _source(name):
   with open(os.path.join(ROOT, "configs", name + ".py")) as f:
-    return "presets.build(" in f.read()
+    return f.read()
 
 
-PRESET_NAMES = [n for n in NAMES if _uses_presets(n)]
-# DINO / SelfPatch ViT configs (presets.vit_ssl): no rrc variant.
-VIT_NAMES = [n for n in NAMES if n.endswith(("_dino", "_selfpatch"))]
+def _built(name):
+  """(dataset, method) of the one `presets.build` call of a config file."""
+  m = re.search(r'presets\.build\("(\w+)", "(\w+)", arg\)', _source(name))
+  return m.groups() if m else None
+
+
+# The paper's configs (every dataset but the embedded Fashion-MNIST default).
+PRESET_NAMES = [n for n in NAMES if not n.startswith("fashion_mnist")]
+# ViT-method configs (DINO / SelfPatch): no rrc variant.
+VIT_NAMES = [n for n in NAMES
+             if methods.get(_built(n)[1]).backbone == "vit"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_config_is_built_by_the_one_builder(name):
+  dataset, method = _built(name)
+  assert name == f"{dataset}_{method}"
+  assert "def get_config(arg=None):" in _source(name)
+  with pytest.raises(ValueError, match="unknown config variant 'nosuch'"):
+    load_config(name, "nosuch")
 
 
 def _image_shape(config):
@@ -94,7 +112,7 @@ def test_runlocal_train_step_traces(name, arg):
   config = load_config(name, arg)
   if "rrc" in arg and config.get("crop") != "rrc":
     pytest.skip(f"{name} has no rrc variant")
-  model = steps.make_model(config)
+  model = models.make_model(config)
   tx, lr = optim.make_optimizer(config.optimizer, config.batch_size,
                                 config.total_steps, steps_per_epoch=10)
   init = steps.make_init(model, tx, config)
@@ -107,8 +125,9 @@ def test_runlocal_train_step_traces(name, arg):
     dims = config.model.projector_dims
     last = state.params["projector"][f"dense{len(dims) - 1}"]["kernel"]
     assert last.shape[-1] == dims[-1]
-  if config.method == "byol":
-    assert "predictor" in state.params and state.target is not None
+  method = methods.get(config.method)
+  assert ("predictor" in state.params) == method.predictor
+  assert (state.target is not None) == method.target
   step = steps.make_train_step(model, tx, lr, config, config.total_steps)
   new_state, metrics = jax.eval_shape(step, state, _abstract_batch(config))
   assert metrics["loss"].shape == ()
@@ -151,20 +170,23 @@ def test_unknown_or_malformed_variants_raise(arg):
     presets.build("cifar10", "vicreg", arg)
 
 
-def test_method_presets_match_loss_signatures():
+def test_method_presets_match_loss_keywords():
+  """Every preset's loss keywords are the method's, and a two-view loss's
+  defaults are keywords of its function."""
   import inspect  # pylint: disable=g-import-not-at-top
-  from bagssl_jax import losses  # pylint: disable=g-import-not-at-top
-  fns = {"vicreg": losses.vicreg_loss, "simclr": losses.simclr_loss,
-         "spectral": losses.spectral_contrastive_loss,
-         "barlow_twins": losses.barlow_twins_loss, "tcr": losses.tcr_loss,
-         "byol": losses.byol_views}
-  both = [(method, m) for (method, _), m in presets.METHODS.items()]
-  both += list(presets.FASHION_MNIST_METHODS.items())
-  for method, m in both:
-    if method in fns:
-      assert set(m["loss"]) <= set(inspect.signature(fns[method]).parameters)
-    else:
-      assert not m["loss"], method
+  for name, method in methods.METHODS.items():
+    for scale, preset in method.presets.items():
+      assert set(preset.get("loss", {})) <= method.keywords, (name, scale)
+    fn = getattr(method.loss, "pair_loss", method.loss)
+    if fn is not None:
+      params = set(inspect.signature(fn).parameters)
+      params |= set(inspect.signature(method.loss).parameters)
+      assert method.keywords <= params, name
+
+
+def test_rrc_on_a_vit_method_is_refused():
+  with pytest.raises(ValueError, match="rrc"):
+    presets.build("fashion_mnist", "dino", "rrc")
 
 
 def test_paper_configs_run_a_real_step(tmp_path):

@@ -11,20 +11,28 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bagssl_jax import augment, checkpoints, config as config_lib, embedding
-from bagssl_jax import eval as eval_lib, figures, probes, protocols, sharding
-from bagssl_jax import steps, tables, train
+from bagssl_jax import checkpoints, config as config_lib, models, sharding
+from bagssl_jax import train
+from bagssl_jax.data import augment
+from bagssl_jax.evaluation import binary, embedding, figures, probes
+from bagssl_jax.evaluation import protocols, tables
+from bagssl_jax.evaluation import run as eval_lib
 from bagssl_jax.data.sources import ArraySource
 from bagssl_jax.data import patches as patches_lib
 from tests.conftest import ROOT, load_config
 
 
 # ------------------------------------------------------------ protocols ---
+def _kind_k(name):
+  p = protocols.parse(name)
+  return p.kind, 1 if p.kind == "central" else p.k
+
+
 def test_parse_and_passes():
-  assert protocols.parse_protocol("256_patches") == ("random", 256)
-  assert protocols.parse_protocol("1_patch") == ("random", 1)
-  assert protocols.parse_protocol("16_crops") == ("crops", 16)
-  assert protocols.parse_protocol("local_aggregation") == ("local", 0)
+  assert _kind_k("256_patches") == ("random", 256)
+  assert _kind_k("1_patch") == ("random", 1)
+  assert _kind_k("16_crops") == ("crops", 16)
+  assert _kind_k("local_aggregation") == ("local", 0)
   for bad in ("0_patches", "patches", "16_crop_s", "all"):
     with pytest.raises(ValueError, match="unknown protocol"):
       protocols.parse(bad)
@@ -67,7 +75,7 @@ def test_pass_features_equal_explicit_means(runlocal_config):
   patches / crops / cells, computed here one patch at a time."""
   config = runlocal_config
   config.eval.batch_patches = 16  # several batches for 12 images
-  model = steps.make_model(config)
+  model = models.make_model(config)
   variables = model.init(jax.random.PRNGKey(0),
                          np.zeros((1, 14, 14, 1), np.float32), train=False)
   mesh = sharding.make_mesh({"data": -1, "fsdp": 1})
@@ -84,7 +92,7 @@ def test_pass_features_equal_explicit_means(runlocal_config):
     feats, labels = emb(variables, src)
     np.testing.assert_array_equal(labels, src.labels)
     for name in names:
-      kind, k = protocols.parse_protocol(name)
+      kind, k = _kind_k(name)
       if kind == "random":
         pos = patches_lib.random_positions(config.eval.seed, idx, k, (28, 28), 14)
       elif kind in ("grid", "local"):
@@ -259,7 +267,7 @@ def test_transfer_to_another_dataset(folder_run, tmp_path):
   for p in other.rglob("*.png"):
     Image.open(p).convert("L").save(p)
   run_config = checkpoints.read_config(str(workdir))
-  config = eval_lib.binary_config(run_config, {
+  config = binary.binary_config(run_config, {
       "eval.data.name": "image_folder", "eval.data.path": str(other),
       "eval.protocols": ("16_patches",), "eval.low_shot": (),
       "eval.figures": False, "eval.tsne_images": 0, "eval.health_images": 0})

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from bagssl_jax import models
+from bagssl_jax.models import resnet as models
 
 
 @pytest.mark.parametrize("hw,stride,k,cin,dense", [
@@ -51,3 +51,21 @@ def test_stage_widths_and_expand_set_the_width_of_h(stage_widths, expand, feat):
   assert h.shape == (2, feat) and z.shape == (2, 24)
   names = set(variables["params"]["backbone"])
   assert ("expand_conv" in names) == bool(expand)
+
+
+def test_projector_last_bn_standardises_z_without_affine():
+  """`projector_last_bn`: z leaves a BatchNorm without scale and bias (MoCo
+  v3, SimSiam): in train mode each dimension has mean 0 and variance 1."""
+  model = models.BagSSLModel(depth="resnet10", width=8, cifar_stem=True,
+                             projector_dims=(32, 16), projector_last_bn=True)
+  x = jax.random.normal(jax.random.PRNGKey(0), (64, 14, 14, 1))
+  variables = model.init(jax.random.PRNGKey(1), x)
+  assert "bn1" in variables["batch_stats"]["projector"]
+  assert "bn1" not in variables["params"]["projector"]  # no scale, no bias
+  (_, z), _ = model.apply(variables, x, mutable=["batch_stats"])
+  np.testing.assert_allclose(z.mean(0), 0., atol=1e-4)
+  np.testing.assert_allclose(z.var(0), 1., atol=1e-2)
+  plain = models.BagSSLModel(depth="resnet10", width=8, cifar_stem=True,
+                             projector_dims=(32, 16))
+  assert "bn1" not in plain.init(jax.random.PRNGKey(1), x)["batch_stats"][
+      "projector"]

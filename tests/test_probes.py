@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from bagssl_jax import probes
+from bagssl_jax.evaluation import probes
 
 C, D, N_TRAIN, N_TEST = 10, 32, 2000, 600
 LRS, WDS = (1e-3, 3e-3, 1e-2), (0.0, 1e-4, 1e-3)

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from bagssl_jax import checkpoints, optim, steps
+from bagssl_jax import checkpoints, models, optim, steps
 from bagssl_jax import config as config_lib
 from bagssl_jax.data import sources
 from tests.conftest import ROOT, load_config
@@ -32,7 +32,7 @@ def _env(devices):
 def test_bf16_computes_in_bf16_and_keeps_f32_params_and_loss():
   config = load_config("fashion_mnist_vicreg", "runlocal")
   config.dtype = "bfloat16"
-  model = steps.make_model(config)
+  model = models.make_model(config)
   tx, _ = optim.make_optimizer(config.optimizer, config.batch_size, 10, 10)
   state = jax.eval_shape(steps.make_init(model, tx, config),
                          jax.random.PRNGKey(0))

@@ -8,7 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bagssl_jax import checkpoints, dino, optim, steps, train, vit
+from bagssl_jax import checkpoints, models, optim, steps, train
+from bagssl_jax.data import multicrop
+from bagssl_jax.methods import dino
+from bagssl_jax.models import vit
 from bagssl_jax import config as config_lib
 from bagssl_jax.data import pipeline, sources
 from tests.conftest import load_config
@@ -19,7 +22,7 @@ needs_fmnist = pytest.mark.skipif(
 
 
 def test_neighbour_indices_corners_edges_interior():
-  idx, valid = dino.neighbour_indices(3, 4)  # rows 0..2, cols 0..3
+  idx, valid = vit.neighbour_indices(3, 4)  # rows 0..2, cols 0..3
   counts = valid.sum(1).reshape(3, 4)
   np.testing.assert_array_equal(counts, [[3, 5, 5, 3], [5, 8, 8, 5],
                                          [3, 5, 5, 3]])
@@ -37,10 +40,10 @@ def test_neighbour_indices_corners_edges_interior():
 
 
 def test_top_k_neighbours_picks_most_similar_valid():
-  idx, valid = dino.neighbour_indices(3, 3)
+  idx, valid = vit.neighbour_indices(3, 3)
   rng = np.random.default_rng(0)
   tokens = rng.normal(size=(2, 9, 6)).astype(np.float32)
-  picked, picked_valid = dino.top_k_neighbours(jnp.asarray(tokens), idx,
+  picked, picked_valid = vit.top_k_neighbours(jnp.asarray(tokens), idx,
                                                valid, 4)
   assert picked.shape == (2, 9, 4, 6) and picked_valid.shape == (2, 9, 4)
   unit = tokens / np.linalg.norm(tokens, axis=-1, keepdims=True)
@@ -107,7 +110,7 @@ def _vit_config(method="selfpatch"):
 
 
 def _state_and_batch(config):
-  model = steps.make_model(config)
+  model = models.make_model(config)
   tx, _ = optim.make_optimizer(config.optimizer, config.batch_size, 10, 10)
   state = jax.jit(steps.make_init(model, tx, config))(jax.random.PRNGKey(0))
   rng = np.random.default_rng(0)
@@ -148,7 +151,7 @@ def test_multicrop_pipeline_and_views():
   assert batch["boxes"].shape == (8, mc.num_global + mc.num_local, 4)
   area = batch["boxes"][..., 2] * batch["boxes"][..., 3] / 28**2
   assert area[:, :2].min() >= 0.39 and area[:, 2:].max() <= 0.41
-  xg, xl = dino.multicrop_views(jax.random.PRNGKey(0), batch, config)
+  xg, xl = multicrop.multicrop_views(jax.random.PRNGKey(0), batch, config)
   assert xg.shape == (16, 28, 28, 1)
   assert xl.shape == (8 * mc.num_local, mc.local_size, mc.local_size, 1)
 

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from bagssl_jax import optim, sharding, steps
+from bagssl_jax import models, optim, sharding, steps
 from tests.conftest import load_config
 
 
@@ -27,7 +27,7 @@ def test_replicated_and_fsdp_equal_single_device():
   rng = np.random.default_rng(0)
   batch = {"patches": rng.integers(0, 256, (16, 2, 14, 14, 1), np.uint8),
            "label": np.zeros((16,), np.int32)}
-  model = steps.make_model(config)
+  model = models.make_model(config)
   tx, lr = optim.make_optimizer(config.optimizer, config.batch_size, 10, 10)
   init = steps.make_init(model, tx, config)
   abstract = jax.eval_shape(init, jax.random.PRNGKey(0))

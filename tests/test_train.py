@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from bagssl_jax import checkpoints, eval as eval_lib, tables, train
+from bagssl_jax import checkpoints, train
+from bagssl_jax.evaluation import protocols, tables
 from bagssl_jax.data import sources
 from tests.conftest import load_config
 
@@ -77,4 +78,5 @@ def test_imagenet_runlocal_one_step_under_mock_data(tmp_path):
   with open(tmp_path / "eval" / "results.json") as f:
     assert set(tables.protocol_results(json.load(f))) == set(
         config.eval.protocols)
-  assert eval_lib.parse_protocol("256_patches") == ("random", 256)
+  p = protocols.parse("256_patches")
+  assert (p.kind, p.k) == ("random", 256)

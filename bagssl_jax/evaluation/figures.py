@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from bagssl_jax import protocols
+from bagssl_jax.evaluation import protocols
 from bagssl_jax.data import patches as patches_lib
 
 

@@ -10,7 +10,7 @@ import json
 import os
 import time
 
-from bagssl_jax import protocols as protocols_lib
+from bagssl_jax.evaluation import protocols as protocols_lib
 
 _SPECIAL = ("convergence", "health", "meta")
 

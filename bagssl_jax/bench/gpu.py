@@ -26,7 +26,7 @@ def peak_flops(device):
 
 
 def _config(image_size, batch, num_patches):
-  from bagssl_jax import presets  # pylint: disable=g-import-not-at-top
+  from bagssl_jax.config import presets  # pylint: disable=g-import-not-at-top
   config = presets.build("imagenet", "vicreg")
   config.dtype = "bfloat16"
   config.batch_size = batch
@@ -39,9 +39,9 @@ def step_rate(image_size, batch, num_patches, repeats=5, steps_per_repeat=10):
   """(images/s, patches/s, flops per step, compile seconds) of the jitted
   step on one device, on ready float patches (no host pipeline)."""
   import optax  # pylint: disable=g-import-not-at-top
-  from bagssl_jax import losses, optim, steps
+  from bagssl_jax import methods, models, optim, steps
   config = _config(image_size, batch, num_patches)
-  model = steps.make_model(config)
+  model = models.make_model(config)
   tx, _ = optim.make_optimizer(config.optimizer, batch, 1000, 100)
   state = jax.jit(steps.make_init(model, tx, config))(jax.random.PRNGKey(0))
   x = jnp.asarray(np.random.default_rng(0).normal(
@@ -53,7 +53,7 @@ def step_rate(image_size, batch, num_patches, repeats=5, steps_per_repeat=10):
                                  "batch_stats": state.batch_stats}, x,
                                 train=True, mutable=["batch_stats"])
       z = z.astype(jnp.float32).reshape(batch, num_patches, -1)
-      loss, _ = losses.method_loss("vicreg", z, "pairs")
+      loss, _ = methods.get("vicreg").loss(z, "pairs")
       return loss, new["batch_stats"]
     (loss, stats), g = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(g, state.opt_state, state.params)

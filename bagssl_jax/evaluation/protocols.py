@@ -56,14 +56,6 @@ def parse(name) -> Protocol:
                   int(m.group(1)))
 
 
-def parse_protocol(name):
-  """'central' -> ('central', 1); '16_patches' -> ('random', 16); 'all_patches'
-  -> ('grid', 0); '16_crops' -> ('crops', 16); 'local_aggregation' ->
-  ('local', 0)."""
-  p = parse(name)
-  return (p.kind, 1 if p.kind == "central" else p.k)
-
-
 def limits(name, ev):
   """(max train, max test) images of protocol `name` (0: all)."""
   lim = (ev.max_train_images, ev.max_test_images)

@@ -1,57 +1,9 @@
-"""Benchmarks: `python -m bagssl_jax.bench [--json] [--sections=...]`.
-
-Sections (each runs in its own subprocess, so peak memory is its own):
-  pipeline  the real grain train pipeline (read, shuffle, patch extraction,
-            batching): Fashion-MNIST 28x28 -> 2 x 14x14 patches, and a
-            CIFAR-shaped source (32x32x3 -> 2 x 14x14x3; the resize to 32 is
-            done on the device), with 1 read thread (a per-core figure).
-  train     the fixed workload of issue 6: ResNet-18 CIFAR stem, widths
-            16/32/64/128, 1x14x14 inputs, projector 512-512-512, VICReg
-            25/25/1, SGD momentum 0.9, float32, 256 images x 2 patches.
-            `train_patches_per_s` times forward + backward + update on ready
-            patches; `train_full_step_patches_per_s` adds this repository's
-            on-device augmentation (colour jitter, flip) as in training.
-  torch     the same train workload in PyTorch eager (CPU, 2 threads) when
-            torch is installed (it is not a dependency), for
-            `train_vs_torch_ratio` = train_patches_per_s / torch's.
-  eval      patch-aggregated embedding (`all_patches` and `16_patches` of
-            the Fashion-MNIST test set) and its peak memory (max RSS).
-  probe     optax linear probe vs scikit-learn's LogisticRegression on the
-            same features (the mean-of-16-patch h of a randomly initialised
-            ResNet-10, or of `--workdir`'s checkpoint), and the kNN's time.
-  scaling   (not in the default list: several compiles) train patches/s of
-            the same workload as patches per image, batch and width vary.
-  vit       (not in the default list) images/s of the DINO and SelfPatch
-            train steps of configs/fashion_mnist_{dino,selfpatch}.py (7x7
-            ViT patches) and of SelfPatch with 4x4 patches (12-px local
-            crops): the cost follows the number of tokens.
-  gpu       on a GPU only: ResNet-50, 224x224 (and 100x100 patches), bf16,
-            the VICReg step: images/s and MFU from XLA's cost analysis.
-
-Steady state only: compilation is timed apart; each figure is the median of
-`--repeats` timed repeats.
-"""
+"""The benchmark sections (see bagssl_jax/bench/__main__.py for each)."""
 from __future__ import annotations
 
-import json
-import os
 import resource
 import statistics
-import subprocess
-import sys
 import time
-
-from absl import app, flags
-
-SECTIONS = ("pipeline", "train", "torch", "eval", "probe", "gpu")
-EXTRA_SECTIONS = ("scaling", "vit")
-flags.DEFINE_bool("json", False, "Print one JSON object as the last line.")
-flags.DEFINE_list("sections", list(SECTIONS), "Which benchmarks to run.")
-flags.DEFINE_string("section", None, "Internal: run one section in-process.")
-flags.DEFINE_integer("repeats", 5, "Timed repeats per figure (median).")
-flags.DEFINE_string("workdir", None, "Probe features from this run's "
-                    "checkpoint instead of a randomly initialised network.")
-FLAGS = flags.FLAGS
 
 
 def _median_rate(fn, units, repeats):
@@ -89,8 +41,8 @@ def _peak_rss_mib():
 
 
 def _fm_config(**overrides):
-  from bagssl_jax import presets  # pylint: disable=g-import-not-at-top
-  config = presets.fashion_mnist("vicreg")
+  from bagssl_jax.config import presets  # pylint: disable=g-import-not-at-top
+  config = presets.build("fashion_mnist", "vicreg")
   for k, v in overrides.items():
     config[k] = v
   return config
@@ -125,7 +77,8 @@ def bench_pipeline(repeats):
 
 
 # ---------------------------------------------------------------- train ---
-def _workload_config():
+def workload_config():
+  """The reference CPU workload (module docstring of bench/__main__.py)."""
   config = _fm_config()
   config.model.update(depth="resnet18", width=16, cifar_stem=True,
                       stage_widths=(), expand_width=0,  # h = pooled 128 dims
@@ -141,10 +94,10 @@ def bench_train(repeats, config=None, full_step=True):
   import jax.numpy as jnp
   import numpy as np
   import optax
-  from bagssl_jax import losses, optim, steps
-  config = config or _workload_config()
+  from bagssl_jax import methods, models, optim, steps
+  config = config or workload_config()
   b, n, p = config.batch_size, config.num_patches, config.patch_size
-  model = steps.make_model(config)
+  model = models.make_model(config)
   tx, lr = optim.make_optimizer(config.optimizer, b, 1000, 100)
   state = jax.jit(steps.make_init(model, tx, config))(jax.random.PRNGKey(0))
   rng = np.random.default_rng(0)
@@ -157,8 +110,8 @@ def bench_train(repeats, config=None, full_step=True):
       (_, z), new = model.apply({"params": params,
                                  "batch_stats": state.batch_stats}, x,
                                 train=True, mutable=["batch_stats"])
-      loss, _ = losses.method_loss("vicreg", z.reshape(b, n, -1),
-                                   **config.loss.vicreg)
+      loss, _ = methods.get(config.method).loss(z.reshape(b, n, -1),
+                                                **config.loss[config.method])
       return loss, new["batch_stats"]
     (loss, stats), g = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(g, state.opt_state, state.params)
@@ -181,7 +134,7 @@ def bench_train(repeats, config=None, full_step=True):
 
 
 def bench_torch(repeats):
-  from bagssl_jax import torch_reference  # pylint: disable=g-import-not-at-top
+  from bagssl_jax.bench import torch_reference  # pylint: disable=g-import-not-at-top
   return torch_reference.run(repeats)
 
 
@@ -191,7 +144,7 @@ def bench_scaling(repeats):
   for field, values in (("num_patches", (2, 4, 8)), ("batch_size", (128, 512)),
                         ("width", (8, 32))):
     for v in values:
-      config = _workload_config()
+      config = workload_config()
       if field == "width":
         config.model.width = v
       else:
@@ -211,15 +164,16 @@ def bench_vit(repeats, cases=VIT_CASES, arg=None):
   """Images/s of the DINO / SelfPatch train step (multi-crop on device)."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np
-  from bagssl_jax import optim, presets, steps
+  from bagssl_jax import models, optim, steps
+  from bagssl_jax.config import presets
   out = {}
   for name, (method, change) in cases.items():
-    config = presets.vit_ssl("fashion_mnist", method, arg)
+    config = presets.build("fashion_mnist", method, arg)
     config.model.vit_patch = change.get("vit_patch", config.model.vit_patch)
     mc = config.multicrop
     mc.local_size = change.get("local_size", mc.local_size)
     b, g, n_local = config.batch_size, mc.num_global, mc.num_local
-    model = steps.make_model(config)
+    model = models.make_model(config)
     tx, lr = optim.make_optimizer(config.optimizer, b, 1000, 100)
     state = jax.jit(steps.make_init(model, tx, config))(jax.random.PRNGKey(0))
     boxes = np.concatenate([np.tile([[0., 0., 28., 28.]], (b, g, 1)),
@@ -239,16 +193,17 @@ def bench_vit(repeats, cases=VIT_CASES, arg=None):
 def _features(workdir, max_images, protocol="16_patches"):
   """(train_x, train_y, test_x, test_y, num_classes, seconds per protocol)."""
   import jax  # pylint: disable=g-import-not-at-top
-  from bagssl_jax import checkpoints, embedding, sharding, steps
+  from bagssl_jax import checkpoints, models, sharding
   from bagssl_jax.data import load_source, sources
+  from bagssl_jax.evaluation import embedding
   if workdir:
     m = checkpoints.load(workdir)
     config, model, variables = m.config, m.model, m.variables
   else:
     config = _fm_config()
-    model = steps.make_model(config)
+    model = models.make_model(config)
     variables = model.init(jax.random.PRNGKey(0),
-                           jax.numpy.zeros(steps.input_shape(config)),
+                           jax.numpy.zeros(models.input_shape(config)),
                            train=False)
   config.eval.protocols = (protocol,)
   mesh = sharding.make_mesh(config.mesh)
@@ -263,11 +218,11 @@ def _features(workdir, max_images, protocol="16_patches"):
           time.perf_counter() - t0, len(te_y))
 
 
-def bench_eval(repeats):
+def bench_eval(repeats, workdir=None):
   del repeats  # one pass over the test set per protocol is already long
   out = {}
   for protocol, per_image in (("all_patches", 9), ("16_patches", 16)):
-    *_, seconds, n_test = _features(FLAGS.workdir, 256, protocol)
+    *_, seconds, n_test = _features(workdir, 256, protocol)
     out[f"eval_{protocol}_patches_per_s"] = n_test * per_image / seconds
   out["eval_patches_per_s"] = out["eval_all_patches_patches_per_s"]
   out["eval_peak_rss_mib"] = _peak_rss_mib()
@@ -275,12 +230,13 @@ def bench_eval(repeats):
 
 
 # ---------------------------------------------------------------- probe ---
-def bench_probe(repeats):
+def bench_probe(repeats, workdir=None):
   del repeats
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from bagssl_jax import presets, probes
-  config = presets.fashion_mnist("vicreg")
-  tr, tr_y, te, te_y, k, *_ = _features(FLAGS.workdir, 0)
+  from bagssl_jax.config import presets
+  from bagssl_jax.evaluation import probes
+  config = presets.build("fashion_mnist", "vicreg")
+  tr, tr_y, te, te_y, k, *_ = _features(workdir, 0)
   ev = config.eval
   kw = dict(learning_rates=tuple(ev.probe_learning_rates),
             weight_decays=tuple(ev.probe_weight_decays), steps=ev.probe_steps,
@@ -314,61 +270,5 @@ def bench_gpu(repeats):
   import jax  # pylint: disable=g-import-not-at-top
   if jax.devices()[0].platform != "gpu":
     return {"gpu": "not measured (no GPU)"}
-  from bagssl_jax import gpu_bench  # pylint: disable=g-import-not-at-top
-  return gpu_bench.run(repeats)
-
-
-# --------------------------------------------------------------- driver ---
-def _run_section(name):
-  return {"pipeline": bench_pipeline, "train": bench_train, "eval": bench_eval,
-          "probe": bench_probe, "gpu": bench_gpu,
-          "torch": bench_torch, "scaling": bench_scaling,
-          "vit": bench_vit}[name](FLAGS.repeats)
-
-
-def _child(name):
-  cmd = [sys.executable, "-m", "bagssl_jax.bench", f"--section={name}",
-         f"--repeats={FLAGS.repeats}"]
-  if FLAGS.workdir:
-    cmd.append(f"--workdir={FLAGS.workdir}")
-  proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-  lines = proc.stdout.strip().splitlines()
-  if proc.returncode != 0 or not lines:
-    err = (proc.stderr.strip().splitlines() or ["?"])[-1]
-    return {f"{name}_error": err}
-  return json.loads(lines[-1])
-
-
-def _fmt(v):
-  if isinstance(v, float):
-    return f"{v:,.0f}" if v >= 100 else f"{v:.4g}"
-  return str(v)
-
-
-def main(argv):
-  del argv
-  if FLAGS.section:
-    print(json.dumps(_run_section(FLAGS.section)), flush=True)
-    return
-  bad = [s for s in FLAGS.sections if s not in SECTIONS + EXTRA_SECTIONS]
-  if bad:
-    print(f"error: --sections: unknown {bad} (choose from {SECTIONS + EXTRA_SECTIONS})",
-          file=sys.stderr)
-    sys.exit(2)
-  results = {"cpu_count": os.cpu_count()}
-  for name in FLAGS.sections:
-    r = _child(name)
-    results.update(r)
-    for k, v in r.items():
-      print(f"{k:<42}{_fmt(v):>16}", flush=True)
-  if "torch_train_patches_per_s" in results and "train_patches_per_s" in results:
-    results["train_vs_torch_ratio"] = (results["train_patches_per_s"] /
-                                       results["torch_train_patches_per_s"])
-    print(f"{'train_vs_torch_ratio':<42}"
-          f"{results['train_vs_torch_ratio']:>16.3f}", flush=True)
-  if FLAGS.json:
-    print(json.dumps(results))
-
-
-if __name__ == "__main__":
-  app.run(main)
+  from bagssl_jax.bench import gpu  # pylint: disable=g-import-not-at-top
+  return gpu.run(repeats)

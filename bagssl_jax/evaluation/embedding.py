@@ -14,9 +14,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bagssl_jax import augment, protocols, sharding
+from bagssl_jax import sharding
+from bagssl_jax.data import augment
+from bagssl_jax.evaluation import protocols
 from bagssl_jax.data import patches as patches_lib
 from bagssl_jax.data import pipeline
+from bagssl_jax.data.sources import ArraySource
 
 
 def _cos(a, b):
@@ -191,3 +194,28 @@ class PatchModel:
       hs.append(h[:m])
       zs.append(z[:m])
     return np.concatenate(hs), np.concatenate(zs)
+
+
+def embed_images(model, config, variables, images, protocol="16_patches",
+                 cache=None):
+  """uint8 images (n, H, W, C) -> (n, d) features of `protocol` on one local
+  device (`checkpoints.LoadedModel.embed_images`); `cache` keeps the
+  compiled embedder per (protocol, image shape)."""
+  protocols.parse(protocol)  # ValueError for an unknown name
+  images = np.asarray(images)
+  if images.ndim == 3:
+    images = images[..., None]
+  images = np.stack([pipeline.preprocess_image(
+      im, config.data.channels, config.data.get("image_size") or 0)
+                     for im in images])
+  cache = {} if cache is None else cache
+  key = (protocol, images.shape[1:])
+  if key not in cache:
+    mesh = sharding.make_mesh({"data": 1, "fsdp": 1}, jax.local_devices()[:1])
+    cache[key] = (PassEmbedder(model, config, images.shape[1:], mesh,
+                               [protocol]), mesh)
+  embedder, mesh = cache[key]
+  variables = jax.device_put(variables, sharding.replicated(mesh))
+  feats, _ = embedder(variables, ArraySource(
+      images, np.zeros(len(images), np.int32), 0))
+  return feats[protocol]

@@ -1,11 +1,11 @@
-"""PyTorch eager reference of the bench's fixed train workload (issue 6).
+"""PyTorch eager reference of the reference CPU workload (bench train section).
 
 Used only by `python -m bagssl_jax.bench --sections=torch` to put the JAX step
 next to PyTorch on the same machine in the same run. PyTorch is not a
 dependency of bagssl_jax: without it the section reports "not installed"
 (`pip install torch==2.13.0` gives the CPU wheel).
 
-The workload matches `bench._workload_config`: ResNet-18 with the CIFAR stem
+The workload matches `sections.workload_config`: ResNet-18 with the CIFAR stem
 (3x3 stride-1 conv, no max-pool), BasicBlocks [2,2,2,2], widths 16/32/64/128,
 BatchNorm, 1x14x14 inputs, global average pool, projector
 Linear(128,512)-BN-ReLU-Linear(512,512)-BN-ReLU-Linear(512,512), VICReg

@@ -25,7 +25,10 @@ import jax
 import numpy as np
 from absl import logging
 
-from bagssl_jax import augment, embedding, probes, sharding, tables, vit
+from bagssl_jax import sharding
+from bagssl_jax.data import augment
+from bagssl_jax.evaluation import embedding, probes, tables
+from bagssl_jax.models import vit
 from bagssl_jax.data import patches as patches_lib
 from bagssl_jax.data import pipeline, sources
 

@@ -1,4 +1,4 @@
-"""DINO and SelfPatch: multi-crop views, pure losses, the loss function.
+"""DINO and SelfPatch: pure losses, the loss function, the two methods.
 
 DINO (Caron et al. 2021): a student sees every crop (2 global + L local), an
 EMA teacher the global crops; the teacher's outputs are centred (EMA centre)
@@ -24,52 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bagssl_jax import augment
-
-# Keyword arguments `config.loss.<method>` may set, per method.
-LOSS_KEYWORDS = {
-    "dino": {"student_temp", "teacher_temp", "warmup_teacher_temp",
-             "warmup_teacher_temp_epochs", "center_momentum"},
-}
-LOSS_KEYWORDS["selfpatch"] = LOSS_KEYWORDS["dino"] | {"num_neighbours",
-                                                      "patch_weight"}
-_OFFSETS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0),
-            (1, 1)]
-
-
-def neighbour_indices(gh, gw):
-  """(N, 8) row-major token indices of each token's 8 neighbours on a gh x gw
-  grid and (N, 8) validity; out-of-grid slots point at the token itself and
-  are invalid."""
-  idx = np.zeros((gh * gw, 8), np.int32)
-  valid = np.zeros((gh * gw, 8), bool)
-  for i in range(gh):
-    for j in range(gw):
-      for s, (di, dj) in enumerate(_OFFSETS):
-        y, x = i + di, j + dj
-        ok = 0 <= y < gh and 0 <= x < gw
-        idx[i * gw + j, s] = y * gw + x if ok else i * gw + j
-        valid[i * gw + j, s] = ok
-  return idx, valid
-
-
-def _normalize(x):
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
-def top_k_neighbours(tokens, neighbours, valid, k):
-  """tokens (B, N, D) -> the k valid neighbours most cosine-similar to each
-  token (B, N, k, D), most similar first, and their validity (B, N, k)
-  (False only where a token has fewer than k neighbours)."""
-  nb = tokens[:, neighbours]  # (B, N, 8, D)
-  sim = jnp.einsum("bnd,bnmd->bnm", _normalize(tokens), _normalize(nb))
-  sim = jnp.where(valid, sim, -jnp.inf)
-  _, top = jax.lax.top_k(sim, k)  # (B, N, k)
-  picked = jnp.take_along_axis(nb, top[..., None], axis=2)
-  picked_valid = jnp.take_along_axis(
-      jnp.broadcast_to(jnp.asarray(valid), sim.shape), top, axis=2)
-  return picked, picked_valid
-
+from bagssl_jax.data import multicrop
+from bagssl_jax.methods import base
+from bagssl_jax.models import vit
 
 def _cross_entropy(teacher_logits, student_logits, center, teacher_temp,
                    student_temp):
@@ -123,44 +80,24 @@ def teacher_temperature(step, warmup_steps, start, end):
   return start + (end - start) * frac
 
 
-def multicrop_views(rng, batch, config):
-  """{"image" uint8 (B, H, W, C), "boxes" (B, G + L, 4)} -> global views
-  (G*B, s, s, C) and local views (L*B, s', s', C), crop-major (all images'
-  crop 0, then crop 1, ...), flipped, colour-jittered and normalised."""
-  mc = config.multicrop
-  images = batch["image"].astype(jnp.float32) / 255.
-  g = mc.num_global
-  out = []
-  for i, (boxes, size) in enumerate(((batch["boxes"][:, :g], mc.global_size),
-                                     (batch["boxes"][:, g:], mc.local_size))):
-    if boxes.shape[1] == 0:
-      out.append(None)
-      continue
-    x = augment.crop_and_resize(images, boxes, size)  # (B, n, s, s, C)
-    x = jnp.swapaxes(x, 0, 1).reshape((-1,) + x.shape[2:])
-    x = augment.color_augment(jax.random.fold_in(rng, i), x, config.augment)
-    out.append(augment.normalize(x, config.data.mean, config.data.std))
-  return out[0], out[1]
-
-
-def make_loss_fn(model, config, steps_per_epoch=1):
+def make_loss_fn(method, model, config, steps_per_epoch=1):
   """Pure DINO / SelfPatch loss of a multi-crop batch.
 
   loss_fn(params, state, rng, batch) -> (loss, (metrics, batch_stats,
   target updates {"center"[, "patch_center"]})); the teacher is
   state.target["params"] and gets no gradient."""
-  kw = dict(config.loss[config.method])
+  kw = dict(config.loss[method.name])
   mc = config.multicrop
-  selfpatch = config.method == "selfpatch"
+  selfpatch = method.patch_head
   grid = mc.global_size // config.model.vit_patch
-  neighbours, valid = neighbour_indices(grid, grid)
+  neighbours, valid = vit.neighbour_indices(grid, grid)
   k = kw.get("num_neighbours", 4)
   student_temp = kw.get("student_temp", 0.1)
   momentum = kw.get("center_momentum", 0.9)
   warmup = int(kw.get("warmup_teacher_temp_epochs", 0) * steps_per_epoch)
 
   def loss_fn(params, state, rng, batch):
-    xg, xl = multicrop_views(rng, batch, config)
+    xg, xl = multicrop.multicrop_views(rng, batch, config)
     b = batch["label"].shape[0]
     crops = (xg,) if xl is None else (xg, xl)
     logits, s_patch = model.apply({"params": params}, crops, method="student")
@@ -187,3 +124,100 @@ def make_loss_fn(model, config, steps_per_epoch=1):
     return loss, (metrics, state.batch_stats, updates)
 
   return loss_fn
+
+
+def init_teacher(params, variables, config):
+  """The teacher at init: the student's parameters and zero output centres."""
+  del variables
+  target = {"params": params, "center": jnp.zeros((config.model.out_dim,))}
+  if "patch_head" in params:  # SelfPatch
+    target["patch_center"] = jnp.zeros((config.model.patch_out_dim,))
+  return target
+
+
+def _check_selfpatch(config):
+  k = config.loss[config.method].get("num_neighbours", 4)
+  if not 1 <= k <= 8:
+    raise ValueError(f"config.loss.{config.method}.num_neighbours must be in "
+                     f"1..8, got {k}")
+
+
+_DINO_LOSS = dict(student_temp=0.1, teacher_temp=0.04, warmup_teacher_temp=0.04,
+                  warmup_teacher_temp_epochs=0, center_momentum=0.9)
+_SELFPATCH_LOSS = dict(_DINO_LOSS, num_neighbours=4, patch_weight=0.1)
+
+# ImageNet: ViT-S/16, the DINO / SelfPatch ViT-S recipe (facebookresearch/dino
+# README and main_dino.py defaults; alinlab/SelfPatch main_selfpatch.py and
+# README: 2 global crops (0.25-1) at 224, local crops (0.05-0.25) at 96,
+# AdamW lr 5e-4 per 256, wd 0.04, 10 warmup epochs, teacher momentum 0.996,
+# teacher temperature 0.04 -> 0.07 over 30 epochs, out_dim 65536, SelfPatch
+# k = 4 neighbours, patch weight 0.1, 2 class-attention blocks). The DINO
+# weight-decay schedule (0.04 -> 0.4), gradient clipping and the frozen last
+# layer of the first epoch are not implemented (fixed wd 0.04 here).
+# Fashion-MNIST: this repository's choice, sized for 15 minutes on 2 CPU
+# cores (docs/tuning.md): a 4-block ViT of width 64 on 7x7 patches (4x4
+# tokens a 28-px image: 2.9x the images/s of 4x4 patches, so 3x the steps).
+_VIT_TEMPS = dict(teacher_temp=0.07, warmup_teacher_temp=0.04,
+                  warmup_teacher_temp_epochs=30)
+_VIT_OPTIMIZER = dict(name="adamw", base_lr=5e-4, weight_decay=0.04,
+                      warmup_epochs=10, end_lr_factor=2e-3)
+
+
+def _vit_presets(loss):
+  return {
+      "fashion_mnist": dict(
+          loss=loss, tau=0.99,
+          config=dict(crop="multicrop", patch_size=14, input_size=14,
+                      batch_size=128, num_epochs=5,  # 2,340 steps
+                      checkpoint_every_steps=500),
+          optimizer=dict(_VIT_OPTIMIZER, base_lr=2e-3, warmup_epochs=0.2),
+          model=dict(name="vit_tiny", vit_patch=7, vit_dim=64, vit_depth=4,
+                     vit_heads=4, head_hidden=256, head_bottleneck=64,
+                     out_dim=1024, patch_out_dim=256, agg_depth=2),
+          multicrop=dict(num_global=2, num_local=4, global_size=28,
+                         local_size=14, global_scale=(0.4, 1.0),
+                         local_scale=(0.05, 0.4)),
+          # Eval: 14x14 BagSSL patches (2x2 tokens, like the local crops),
+          # a stride-7 grid (9 patches) for all_patches.
+          eval=dict(protocols=("central", "all_patches"),
+                    all_patches_stride=7, batch_patches=2048,
+                    max_train_images=20000, knn_extra_k=(200,),
+                    low_shot=(0.01, 0.1),
+                    probe_learning_rates=(1e-2, 3e-2, 1e-1),
+                    probe_weight_decays=(0.0, 1e-4)),
+          runlocal=dict(eval=dict(protocols=("central", "16_patches",
+                                             "all_patches")))),
+      "imagenet": dict(
+          loss=dict(loss, **_VIT_TEMPS), tau=0.996,
+          # BagSSL eval patches of 96 px (6x6 tokens, like the local crops).
+          config=dict(crop="multicrop", patch_size=96, input_size=96,
+                      batch_size=1024, num_epochs=100),
+          optimizer=_VIT_OPTIMIZER,
+          model=dict(name="vit_small", vit_patch=16, head_hidden=2048,
+                     head_bottleneck=256, out_dim=65536, patch_out_dim=4096,
+                     agg_depth=2),
+          multicrop=dict(num_global=2, num_local=10, global_size=224,
+                         local_size=96, global_scale=(0.25, 1.0),
+                         local_scale=(0.05, 0.25)),
+          eval=dict(protocols=("central", "16_patches", "all_patches"),
+                    all_patches_stride=64, batch_patches=2048),
+          # Tiny mock images: 32-px global, 16-px local crops.
+          runlocal=dict(
+              config=dict(patch_size=16, input_size=16),
+              data=dict(image_size=32),
+              multicrop=dict(global_size=32, local_size=16),
+              eval=dict(protocols=("central", "16_patches", "all_patches"),
+                        all_patches_stride=16))),
+      }
+
+
+DINO = base.Method(
+    name="dino", loss=None, loss_defaults=_DINO_LOSS, backbone="vit",
+    target=True, make_loss_fn=make_loss_fn, init_target=init_teacher,
+    presets=_vit_presets(_DINO_LOSS))
+SELFPATCH = base.Method(
+    name="selfpatch", loss=None, loss_defaults=_SELFPATCH_LOSS, backbone="vit",
+    target=True, make_loss_fn=make_loss_fn, init_target=init_teacher,
+    check=_check_selfpatch, patch_head=True,
+    presets=_vit_presets(_SELFPATCH_LOSS))
+METHODS = (DINO, SELFPATCH)

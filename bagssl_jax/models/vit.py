@@ -17,8 +17,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-
-from bagssl_jax import dino
+import numpy as np
 
 # name -> (dim, depth, heads). "vit_tiny"/"vit_small" as in DeiT/DINO;
 # config.model.vit_dim/vit_depth/vit_heads override them (0: the named size).
@@ -34,6 +33,45 @@ def vit_size(model_config):
   return (model_config.get("vit_dim") or dim,
           model_config.get("vit_depth") or depth,
           model_config.get("vit_heads") or heads)
+
+
+# SelfPatch's neighbours on the token grid (the teacher's patch targets).
+_OFFSETS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0),
+            (1, 1)]
+
+
+def neighbour_indices(gh, gw):
+  """(N, 8) row-major token indices of each token's 8 neighbours on a gh x gw
+  grid and (N, 8) validity; out-of-grid slots point at the token itself and
+  are invalid."""
+  idx = np.zeros((gh * gw, 8), np.int32)
+  valid = np.zeros((gh * gw, 8), bool)
+  for i in range(gh):
+    for j in range(gw):
+      for s, (di, dj) in enumerate(_OFFSETS):
+        y, x = i + di, j + dj
+        ok = 0 <= y < gh and 0 <= x < gw
+        idx[i * gw + j, s] = y * gw + x if ok else i * gw + j
+        valid[i * gw + j, s] = ok
+  return idx, valid
+
+
+def _normalize(x):
+  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def top_k_neighbours(tokens, neighbours, valid, k):
+  """tokens (B, N, D) -> the k valid neighbours most cosine-similar to each
+  token (B, N, k, D), most similar first, and their validity (B, N, k)
+  (False only where a token has fewer than k neighbours)."""
+  nb = tokens[:, neighbours]  # (B, N, 8, D)
+  sim = jnp.einsum("bnd,bnmd->bnm", _normalize(tokens), _normalize(nb))
+  sim = jnp.where(valid, sim, -jnp.inf)
+  _, top = jax.lax.top_k(sim, k)  # (B, N, k)
+  picked = jnp.take_along_axis(nb, top[..., None], axis=2)
+  picked_valid = jnp.take_along_axis(
+      jnp.broadcast_to(jnp.asarray(valid), sim.shape), top, axis=2)
+  return picked, picked_valid
 
 
 class Mlp(nn.Module):
@@ -216,13 +254,13 @@ class ViTSSLModel(nn.Module):
     """Global crops x -> (image logits, SelfPatch patch logits or None).
 
     Each patch's target aggregates its top-k neighbours by cosine similarity
-    (`neighbours`, `valid`: dino.neighbour_indices of the token grid)."""
+    (`neighbours`, `valid`: neighbour_indices of the token grid)."""
     tokens = self.backbone(x)
     logits = self.head(self.image_token(tokens))
     if not self.selfpatch:
       return logits, None
     patches = tokens[:, 1:]
-    picked, picked_valid = dino.top_k_neighbours(patches, neighbours, valid, k)
+    picked, picked_valid = top_k_neighbours(patches, neighbours, valid, k)
     b, n, kk, d = picked.shape
     agg = self.aggregator(picked.reshape(b * n, kk, d),
                           picked_valid.reshape(b * n, kk))

@@ -180,10 +180,13 @@ class ResNet(nn.Module):
 
 
 class Projector(nn.Module):
-  """(Linear-BN-ReLU) x (len(dims)-1) followed by a final Linear."""
+  """(Linear-BN-ReLU) x (len(dims)-1) followed by a final Linear (and, with
+  `last_bn`, a BatchNorm without scale and bias, as MoCo v3's and SimSiam's
+  projectors end)."""
   dims: Sequence[int] = (512, 512, 512)
   bn_momentum: float = 0.9
   dtype: Any = jnp.float32
+  last_bn: bool = False
 
   @nn.compact
   def __call__(self, h, train: bool = True):
@@ -195,14 +198,20 @@ class Projector(nn.Module):
       x = nn.relu(x)
     x = nn.Dense(self.dims[-1], dtype=self.dtype,
                  name=f"dense{len(self.dims) - 1}")(x)
+    if self.last_bn:
+      x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                       use_scale=False, use_bias=False, dtype=self.dtype,
+                       name=f"bn{len(self.dims) - 1}")(x)
     return x.astype(jnp.float32)
 
 
 class BagSSLModel(nn.Module):
   """Backbone f and projector g: returns (h, z) for a batch of patches.
 
-  With `predictor_hidden` > 0 (BYOL) it also owns a predictor q
-  (Linear-BN-ReLU-Linear back to the projector width), applied by `predict`.
+  With `predictor_hidden` > 0 (methods with a predictor: BYOL, MoCo v3) it
+  also owns a predictor q (Linear-BN-ReLU-Linear back to the projector
+  width), applied by `predict`. `projector_last_bn` ends the projector with
+  a BatchNorm (no scale, no bias).
   """
   depth: str = "resnet18"
   width: int = 64
@@ -212,13 +221,15 @@ class BagSSLModel(nn.Module):
   dtype: Any = jnp.float32
   stage_widths: Sequence[int] = ()
   expand_width: int = 0
+  projector_last_bn: bool = False
 
   def setup(self):
     self.backbone = ResNet(self.depth, self.width, self.cifar_stem,
                            dtype=self.dtype,
                            stage_widths=tuple(self.stage_widths),
                            expand_width=self.expand_width)
-    self.projector = Projector(tuple(self.projector_dims), dtype=self.dtype)
+    self.projector = Projector(tuple(self.projector_dims), dtype=self.dtype,
+                               last_bn=self.projector_last_bn)
     if self.predictor_hidden:
       self.predictor = Projector((self.predictor_hidden,
                                   self.projector_dims[-1]), dtype=self.dtype)
@@ -228,7 +239,7 @@ class BagSSLModel(nn.Module):
     return h, self.projector(h, train)
 
   def predict(self, z, train: bool = True):
-    """BYOL's predictor q(z) on the online projections."""
+    """The predictor q(z) on the online projections."""
     return self.predictor(z, train)
 
   def init_all(self, x, train: bool = True):

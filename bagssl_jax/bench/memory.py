@@ -1,0 +1,153 @@
+"""Per-device memory of a config's train step, from XLA's own analysis.
+
+Lowers and compiles the sharded train step on abstract arguments only
+(ShapeDtypeStructs: nothing is allocated) for each parameter layout and
+prints `compiled.memory_analysis()`: argument, output, alias (donated state),
+temp and generated-code bytes per device, plus the train state's bytes per
+device from the sharding rules.
+
+  python -m bagssl_jax.memory --config=configs/imagenet_vicreg.py --devices=8
+
+`--devices=N` analyses a mesh of N fake CPU devices (XLA's CPU backend: its
+buffer assignment, not a GPU's or TPU's); without it, the machine's own
+devices. Layouts: `replicated` (mesh data=N) and `fsdp` (mesh fsdp=N, leaves
+of at least `config.fsdp_min_size` elements split). Convolutions are lowered
+as on accelerators unless `--cpu_convs` (the CPU-only rewrites of
+models/resnet.py's Conv).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from bagssl_jax import models, optim, sharding, steps
+from bagssl_jax.models import resnet
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Config file (get_config).",
+                                lock_config=True)
+flags.DEFINE_integer("devices", 0, "Analyse on this many fake CPU devices "
+                     "(0: the machine's devices).")
+flags.DEFINE_list("layouts", ["replicated", "fsdp"], "Parameter layouts.")
+flags.DEFINE_bool("cpu_convs", False, "Keep the ResNet Conv's CPU-only lowerings.")
+flags.DEFINE_string("json", None, "Also write the results to this file.")
+
+LAYOUT_MESH = {"replicated": {"data": -1, "fsdp": 1},
+               "fsdp": {"data": 1, "fsdp": -1}}
+
+
+def abstract_batch(config, batch_sharding):
+  """ShapeDtypeStructs of one global batch from the host pipeline."""
+  b, n, c = config.batch_size, config.num_patches, config.data.channels
+  if config.get("crop", "patches") == "rrc":
+    s = config.data.image_size
+    shapes = {"image": ((b, s, s, c), jnp.uint8),
+              "boxes": ((b, n, 4), jnp.float32)}
+  else:
+    p = config.patch_size
+    shapes = {"patches": ((b, n, p, p, c), jnp.uint8)}
+  shapes["label"] = ((b,), jnp.int32)
+  return {k: jax.ShapeDtypeStruct(shape, dtype, sharding=batch_sharding)
+          for k, (shape, dtype) in shapes.items()}
+
+
+def analyze(config, layout, devices=None) -> dict:
+  """Compiles the train step of `config` for `layout` on abstract arguments;
+  returns its per-device memory figures (bytes)."""
+  mesh = sharding.make_mesh(LAYOUT_MESH[layout], devices)
+  total_steps = config.total_steps or 1000
+  model = models.make_model(config)
+  tx, lr = optim.make_optimizer(config.optimizer, config.batch_size,
+                                total_steps, 100)
+  abstract = jax.eval_shape(steps.make_init(model, tx, config),
+                            jax.random.PRNGKey(0))
+  state_sharding = sharding.state_shardings(
+      abstract, mesh, layout, config.get("fsdp_min_size", 2**16))
+  batch_sharding = sharding.batch_sharding(mesh)
+  abstract_state = jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+      abstract, state_sharding)
+  step = jax.jit(
+      steps.make_train_step(model, tx, lr, config, total_steps),
+      in_shardings=(state_sharding, batch_sharding),
+      out_shardings=(state_sharding, sharding.replicated(mesh)),
+      donate_argnums=0)
+  start = time.time()
+  compiled = step.lower(abstract_state,
+                        abstract_batch(config, batch_sharding)).compile()
+  m = compiled.memory_analysis()
+  out = dict(
+      layout=layout, mesh=dict(mesh.shape), platform=mesh.devices.flat[0].platform,
+      dtype=config.get("dtype", "float32"), global_batch=config.batch_size,
+      per_device_batch=config.batch_size // sharding.data_parallel_size(mesh),
+      params=int(sum(np.prod(x.shape)
+                     for x in jax.tree.leaves(abstract.params))),
+      params_bytes=sharding.bytes_per_device(abstract_state.params),
+      state_bytes=sharding.bytes_per_device(abstract_state),
+      argument_bytes=m.argument_size_in_bytes,
+      output_bytes=m.output_size_in_bytes, alias_bytes=m.alias_size_in_bytes,
+      temp_bytes=m.temp_size_in_bytes,
+      generated_code_bytes=m.generated_code_size_in_bytes,
+      compile_s=round(time.time() - start, 1))
+  # Live at once: inputs + outputs (minus the donated state they share) + temps.
+  out["peak_bytes"] = (out["argument_bytes"] + out["output_bytes"]
+                       - out["alias_bytes"] + out["temp_bytes"])
+  return out
+
+
+def _mib(x):
+  return f"{x / 2**20:,.1f}"
+
+
+def format_table(rows) -> str:
+  cols = ("layout", "mesh", "per_device_batch", "params_bytes", "state_bytes",
+          "argument_bytes", "output_bytes", "alias_bytes", "temp_bytes",
+          "generated_code_bytes", "peak_bytes")
+  lines = ["| " + " | ".join(c.replace("_bytes", " MiB") for c in cols) + " |",
+           "|" + "---|" * len(cols)]
+  for r in rows:
+    lines.append("| " + " | ".join(
+        _mib(r[c]) if c.endswith("_bytes") else str(r[c]) for c in cols) + " |")
+  return "\n".join(lines)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if FLAGS.devices:  # before anything touches a backend
+    jax.config.update("jax_platforms", "cpu")
+    jax.config.update("jax_num_cpu_devices", FLAGS.devices)
+  resnet.CPU_LOWERINGS = FLAGS.cpu_convs
+  config = FLAGS.config
+  bad = [l for l in FLAGS.layouts if l not in LAYOUT_MESH]
+  if bad:
+    print(f"error: --layouts: unknown {bad} (choose from replicated, fsdp)",
+          file=sys.stderr)
+    sys.exit(2)
+  rows = []
+  for layout in FLAGS.layouts:
+    rows.append(analyze(config, layout))
+    print(json.dumps(rows[-1]), flush=True)
+  print(f"per-device bytes of the train step, {len(jax.devices())} "
+        f"{jax.devices()[0].platform} devices, dtype {config.dtype}, global "
+        f"batch {config.batch_size} x {config.num_patches} patches:")
+  print(format_table(rows))
+  if FLAGS.json:
+    with open(FLAGS.json, "w") as f:
+      json.dump(rows, f, indent=2)
+
+
+def run():
+  flags.mark_flags_as_required(["config"])
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
