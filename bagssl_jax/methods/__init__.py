@@ -17,6 +17,7 @@ _MODULES = (
     "tcr",
     "byol",
     "dino",  # dino, selfpatch
+    "mocov3",
 )
 
 
