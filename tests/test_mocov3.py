@@ -21,6 +21,11 @@ def _ctr_numpy(q, k, t):
   return -np.mean(np.diagonal(log_p)) * 2 * t
 
 
+def _unit(x):
+  x = np.asarray(x)
+  return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
 def test_infonce_matches_the_official_form():
   rng = np.random.default_rng(0)
   q, k = rng.normal(size=(16, 8)), rng.normal(size=(16, 8))
@@ -38,6 +43,12 @@ def test_symmetric_two_view_loss_and_no_gradient_to_the_target():
               _ctr_numpy(np.asarray(p[:, 1]), np.asarray(k[:, 0]), 0.2))
   np.testing.assert_allclose(loss, expected, rtol=1e-5)
   assert set(metrics) == {"infonce", "positive_cos"}
+  np.testing.assert_allclose(metrics["infonce"], loss, rtol=1e-6)
+  # A diagnostic is the mean over pairs, not scaled with the loss.
+  cos = [np.mean(np.sum(_unit(p[:, i]) * _unit(k[:, 1 - i]), 1))
+         for i in (0, 1)]
+  np.testing.assert_allclose(metrics["positive_cos"], np.mean(cos),
+                             rtol=1e-5)
   grad_k = jax.grad(lambda k: mocov3.mocov3_views(p, k)[0])(k)
   np.testing.assert_array_equal(grad_k, np.zeros_like(k))
   assert np.abs(jax.grad(lambda p: mocov3.mocov3_views(p, k)[0])(p)).sum() > 0

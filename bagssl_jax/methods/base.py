@@ -188,12 +188,13 @@ def over_views(pair_loss: Callable) -> Callable:
   return loss_fn
 
 
-def directed_pairs(pair_loss: Callable) -> Callable:
+def directed_pairs(pair_loss: Callable, name: str) -> Callable:
   """loss(p, z_target, multi_view="pairs", scale=2.0, **kw) of a
   predictor-vs-target loss(p, z, **kw), both (batch, views, dim): `scale` x
   the mean over every ordered pair of distinct views (prediction of view i
   against the target of view j; "pairs"), or over views, each prediction
-  against the mean target ("mean"). The target gets no gradient."""
+  against the mean target ("mean"). The target gets no gradient. Metrics
+  are the pairs' means, the loss itself (scaled) under `name`."""
 
   def loss_fn(p, z_target, multi_view="pairs", scale=2.0, **kwargs):
     z_target = jax.lax.stop_gradient(z_target)
@@ -205,7 +206,7 @@ def directed_pairs(pair_loss: Callable) -> Callable:
       results = [pair_loss(p[:, i], z_target[:, j], **kwargs)
                  for i in range(n) for j in range(n) if i != j]
     loss, metrics = average(results)
-    return scale * loss, jax.tree.map(lambda m: scale * m, metrics)
+    return scale * loss, {**metrics, name: scale * loss}
 
   loss_fn.pair_loss = pair_loss
   return loss_fn

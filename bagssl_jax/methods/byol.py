@@ -24,7 +24,7 @@ def byol_loss(p, z):
 # N(N-1)). The scale matters under LARS: the 1-D parameters (BatchNorm,
 # biases), outside the trust ratio, step by lr x gradient, and it weighs the
 # loss against weight decay.
-byol_views = base.directed_pairs(byol_loss)
+byol_views = base.directed_pairs(byol_loss, "byol")
 
 
 def _check(config):

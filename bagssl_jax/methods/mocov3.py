@@ -35,7 +35,7 @@ def infonce(q, k, temperature=0.2):
 # mocov3_views(p, z_target, multi_view="pairs", scale=2.0, temperature=0.2):
 # scale 2 x the mean over the ordered view pairs is MoCo v3's symmetrised
 # loss ctr(q1, k2) + ctr(q2, k1) for two views.
-mocov3_views = base.directed_pairs(infonce)
+mocov3_views = base.directed_pairs(infonce, "infonce")
 
 
 def _check(config):
