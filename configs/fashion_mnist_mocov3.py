@@ -7,7 +7,7 @@ presets): a predictor and an EMA momentum encoder (momentum 0.97 -> 1,
 cosine), projector 1024-256 ending in BatchNorm, predictor 256-1024-256,
 symmetric InfoNCE with temperature 0.2 over the global batch; 2 patches x
 256 images for 3 epochs (702 steps) and probes fit on 20,000 train images
-(lr sweep at weight decay 0),
+(lr sweep at weight decay 0, 1,000 steps),
 sized for 15 minutes on a CPU half as fast as the one of the other presets.
 The ImageNet hyper-parameters of the paper's official code are in the same
 presets (facebookresearch/moco-v3: LARS lr 0.45 per 256, wd 1e-6, momentum

@@ -60,7 +60,8 @@ METHOD = base.Method(
         # takes 13 minutes): the embedded default's network, patches and
         # LARS base lr 1.6 at 2 patches x 256 images, for 3 epochs (702
         # steps, half an epoch of warm-up), the probes fit on 20,000 train
-        # images with a 3-point lr sweep (weight decay 0); MoCo v3's heads at the width of the 512^3 projector
+        # images with a 3-point lr sweep (weight decay 0) of 1,000 steps;
+        # MoCo v3's heads at the width of the 512^3 projector
         # (projector 1024-256 ending in BatchNorm, predictor 256-1024-256),
         # temperature 0.2 (the paper's), momentum 0.97 -> 1 (the BYOL
         # preset's: a few hundred steps are too few for 0.99).
@@ -70,7 +71,8 @@ METHOD = base.Method(
             optimizer=dict(warmup_epochs=0.5),
             model=dict(projector_dims=(1024, 256), projector_last_bn=True,
                        predictor_hidden=1024),
-            eval=dict(max_train_images=20000, probe_weight_decays=(0.0,))),
+            eval=dict(max_train_images=20000, probe_weight_decays=(0.0,),
+                      probe_steps=1000)),
         # ResNet-50, 100 epochs: LARS lr 0.45 per 256 images (batch 4096),
         # wd 1e-6, 10 warm-up epochs, momentum 0.99 -> 1 (cosine),
         # projector 2048-4096-256 ending in BatchNorm, predictor 4096-256;
