@@ -151,6 +151,10 @@ def test_rrc_switches_to_the_multiscale_baseline():
   assert (base.crop, base.input_size, base.num_patches) == ("rrc", 32, 2)
   assert tuple(base.rrc_scale) == (0.08, 1.0)
   assert load_config("imagenet100_byol", "rrc").input_size == 224
+  imagenet = load_config("imagenet_vicreg", "rrc")
+  assert (imagenet.crop, imagenet.input_size, imagenet.num_patches) == (
+      "rrc", 224, 2)
+  assert load_config("imagenet_vicreg", "patch=64").patch_size == 64
 
 
 def test_patch_and_input_variants():

@@ -78,7 +78,7 @@ def base_config():
       # Eval representation of a ViT: "cls" (the image-level token the DINO
       # head sees), "mean_patch" (mean of the patch tokens) or "cls_blocks"
       # (DINO's linear-eval features); the eval reports all three
-      # (patch_probe.py), this one first.
+      # (evaluation/vit.py), this one first.
       representation="cls",
       # DINO heads (MLP hidden, bottleneck, out_dim), SelfPatch's patch head
       # out_dim and aggregation depth (class-attention blocks).
