@@ -97,12 +97,16 @@ class Conv(nn.Module):
         dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-class BasicBlock(nn.Module):
-  """Two 3x3 convolutions with an identity or projection shortcut."""
+class _Block(nn.Module):
+  """A residual block's fields: width, stride, and the conv / norm factories."""
   filters: int
   strides: int
   conv: Any
   norm: Any
+
+
+class BasicBlock(_Block):
+  """Two 3x3 convolutions with an identity or projection shortcut."""
 
   @nn.compact
   def __call__(self, x):
@@ -116,12 +120,8 @@ class BasicBlock(nn.Module):
     return nn.relu(x + y)
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(_Block):
   """1x1 -> 3x3 -> 1x1 (x4) bottleneck block, stride on the 3x3 (ResNet v1.5)."""
-  filters: int
-  strides: int
-  conv: Any
-  norm: Any
 
   @nn.compact
   def __call__(self, x):
