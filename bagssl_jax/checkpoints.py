@@ -1,5 +1,6 @@
 """Orbax checkpoints of a run, and `load()` for notebooks.
 
+WORKDIR may be a local folder or a bucket (`gs://...`).
 Layout: WORKDIR/config.json and WORKDIR/checkpoints/<step>/{state,data}/,
 where `state` is the TrainState (params, batch_stats, opt_state, step, rng)
 and `data` the grain iterator position of every process.
@@ -11,8 +12,6 @@ and `data` the grain iterator position of every process.
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
 import time
 from typing import Any
 
@@ -24,7 +23,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from bagssl_jax import config as config_lib
-from bagssl_jax import models, numerics, optim, steps
+from bagssl_jax import models, numerics, optim, paths, steps
 from bagssl_jax.data import augment
 
 
@@ -37,7 +36,7 @@ def manager(workdir, keep=3, cleanup_tmp=False) -> ocp.CheckpointManager:
   it when complete, so a half-written checkpoint is never listed.
   `cleanup_tmp` (the run holding the workdir's lock) deletes such leftovers."""
   return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), "checkpoints"),
+      paths.join(workdir, "checkpoints"),
       options=ocp.CheckpointManagerOptions(
           max_to_keep=keep, create=True, cleanup_tmp_directories=cleanup_tmp),
       item_names=("state", "data"))
@@ -100,16 +99,16 @@ def _first_line(e):
 
 def _set_aside(mgr, bad_steps):
   """Moves unreadable checkpoints to WORKDIR/checkpoints_corrupt/<step>."""
-  directory = os.fspath(mgr.directory)
-  aside = os.path.join(os.path.dirname(directory), "checkpoints_corrupt")
+  directory = paths.path(mgr.directory)
+  aside = directory.parent / "checkpoints_corrupt"
   _barrier("bagssl_set_aside_before")
   if jax.process_index() == 0:
-    os.makedirs(aside, exist_ok=True)
+    aside.mkdir(parents=True, exist_ok=True)
     for step in bad_steps:
-      target = os.path.join(aside, str(step))
-      if os.path.exists(target):
-        target += f".{int(time.time())}"
-      shutil.move(os.path.join(directory, str(step)), target)
+      target = aside / str(step)
+      if target.exists():
+        target = aside / f"{step}.{int(time.time())}"
+      paths.move(directory / str(step), target)
       logging.warning("moved unreadable checkpoint step %d to %s", step,
                       target)
   _barrier("bagssl_set_aside_after")
@@ -131,10 +130,9 @@ def abstract_train_state(config, total_steps=1, steps_per_epoch=1):
 
 
 def read_config(workdir):
-  path = os.path.join(workdir, "config.json")
+  path = paths.join(workdir, "config.json")
   try:
-    with open(path) as f:
-      return config_lib.from_json(f.read())
+    return config_lib.from_json(paths.read_text(path))
   except (OSError, ValueError) as e:
     raise CheckpointError(f"cannot read {path}: {e}") from None
 

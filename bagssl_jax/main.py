@@ -37,7 +37,8 @@ class _QuietLibraries(logging_std.Filter):
 
   def filter(self, record):
     return record.levelno >= logging_std.WARNING or not any(
-        s in record.pathname for s in ("orbax", "etils", "grain", "jax/_src"))
+        s in record.pathname for s in (
+        "orbax", "etils", "grain", "jax/_src", "gcsfs", "fsspec"))
 
 
 def main(argv):

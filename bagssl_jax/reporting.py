@@ -1,13 +1,15 @@
 """What a user sees of a run: progress lines, metrics.jsonl, TensorBoard
-events and the loss-curve PNG, all under WORKDIR (process 0 only)."""
+events and the loss-curve PNG, all under WORKDIR (process 0 only; a local
+folder or a bucket)."""
 from __future__ import annotations
 
-import json
-import os
+import io
 import time
 
 import jax
 import numpy as np
+
+from bagssl_jax import paths
 
 
 class Reporter:
@@ -21,8 +23,8 @@ class Reporter:
     self._tb = None
     if self.enabled:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
-      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+      self._tb = SummaryWriter(paths.join(workdir, "tensorboard"))
+      self._jsonl = paths.JsonlAppender(paths.join(workdir, "metrics.jsonl"))
 
   def start(self, step):
     self._last_time, self._last_step = time.time(), step
@@ -45,8 +47,7 @@ class Reporter:
     print(f"step {step}/{self.total_steps} loss={metrics['loss']:.4f} "
           f"{terms} lr={metrics['lr']:.3g} {rate:,.0f} patches/s "
           f"ETA {_hms(eta)}", flush=True)
-    self._jsonl.write(json.dumps({"step": step, **metrics,
-                                  "patches_per_s": rate}) + "\n")
+    self._jsonl.write({"step": step, **metrics, "patches_per_s": rate})
     self._jsonl.flush()
     for k, v in metrics.items():
       self._tb.add_scalar(f"train/{k}", v, step)
@@ -60,10 +61,16 @@ class Reporter:
       return
     print(f"step {step}/{self.total_steps} held-out " + " ".join(
         f"{k[8:]}={v:.4g}" for k, v in sorted(metrics.items())), flush=True)
-    self._jsonl.write(json.dumps({"step": step, **metrics}) + "\n")
+    self._jsonl.write({"step": step, **metrics})
     self._jsonl.flush()
     for k, v in metrics.items():
       self._tb.add_scalar(f"heldout/{k[8:]}", v, step)
+
+  def flush(self):
+    """Writes metrics.jsonl out now (on a bucket it is otherwise rewritten
+    at most every 30 s)."""
+    if self.enabled:
+      self._jsonl.flush(force=True)
 
   def close(self):
     if self.enabled:
@@ -79,11 +86,7 @@ def _hms(seconds):
 
 def plot_loss_curve(workdir):
   """WORKDIR/loss_curve.png from metrics.jsonl (total and the loss terms)."""
-  path = os.path.join(workdir, "metrics.jsonl")
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    rows = [json.loads(line) for line in f if line.strip()]
+  rows = paths.read_jsonl(paths.join(workdir, "metrics.jsonl"))
   heldout = [r for r in rows if "heldout_loss" in r]
   rows = [r for r in rows if "loss" in r]
   if not rows:
@@ -104,7 +107,16 @@ def plot_loss_curve(workdir):
     ax.set_title(k)
     ax.set_xlabel("step")
   fig.tight_layout()
-  out = os.path.join(workdir, "loss_curve.png")
-  fig.savefig(out, dpi=100)
-  plt.close(fig)
+  out = paths.join(workdir, "loss_curve.png")
+  save_figure(fig, out)
   return out
+
+
+def save_figure(fig, path):
+  """Saves a matplotlib figure as PNG to a local or bucket path, and closes
+  it."""
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  buf = io.BytesIO()
+  fig.savefig(buf, format="png", dpi=100)
+  plt.close(fig)
+  paths.write_bytes(path, buf.getvalue())

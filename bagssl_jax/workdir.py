@@ -8,17 +8,18 @@ workdir whose `config.json` trained another model or on other data.
 `config.allow_config_change`); `write_config` keeps an older config.json
 that differs as config.<time>.json.
 
+The workdir may be a bucket (`gs://...`): every file goes through `paths`.
 A lock left by a dead process on the same host (pid gone, or the machine
-rebooted) is stale and taken over with a warning; one held by a live process,
-or by another host, refuses the run.
+rebooted), or whose heartbeat is older than LEASE_SECONDS on any host, is
+stale and taken over with a warning; a live one refuses the run.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import shutil
 import socket
+import threading
 import time
 
 import jax
@@ -27,6 +28,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from bagssl_jax import config as config_lib
+from bagssl_jax import paths
 
 LOCK_NAME = ".lock"
 
@@ -47,6 +49,16 @@ class WorkdirError(ValueError):
 
 
 # ---------------------------------------------------------------- lock ---
+# The lock is a file created only if absent (paths.create_exclusive: a hard
+# link locally, a generation-0 precondition on GCS). Its owner rewrites its
+# `heartbeat` every HEARTBEAT_SECONDS; a lock whose heartbeat is older than
+# LEASE_SECONDS is stale on any host (a killed VM, a requeued SLURM job on
+# another node), and on the owner's own host a lock whose process is gone
+# (or whose machine rebooted) is stale at once.
+HEARTBEAT_SECONDS = 60
+LEASE_SECONDS = 600
+
+
 def _boot_id():
   try:
     with open("/proc/sys/kernel/random/boot_id") as f:
@@ -66,12 +78,16 @@ def _start_time(pid):
 
 def _owner():
   pid = os.getpid()
+  now = time.time()
   return {"pid": pid, "host": socket.gethostname(), "boot_id": _boot_id(),
-          "start_time": _start_time(pid), "since": time.time()}
+          "start_time": _start_time(pid), "since": now, "heartbeat": now}
 
 
 def _is_stale(owner):
-  """True when the lock's owner is certainly gone (same host only)."""
+  """True when the lock's owner is certainly gone."""
+  beat = owner.get("heartbeat")
+  if isinstance(beat, (int, float)) and time.time() - beat > LEASE_SECONDS:
+    return True  # no heartbeat for a lease: its owner is gone
   if owner.get("host") != socket.gethostname():
     return False
   if owner.get("boot_id") and _boot_id() and owner["boot_id"] != _boot_id():
@@ -92,52 +108,71 @@ def _is_stale(owner):
 
 def _read_owner(path):
   try:
-    with open(path) as f:
-      return json.load(f)
+    return json.loads(paths.read_text(path))
   except (OSError, ValueError):
     return None
 
 
 def acquire(workdir):
   """Creates WORKDIR/.lock atomically; raises WorkdirError if in use."""
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
+  if paths.exists(workdir) and not paths.is_dir(workdir):
     raise WorkdirError(f"--workdir {workdir} exists and is not a directory")
-  path = os.path.join(workdir, LOCK_NAME)
+  path = paths.join(workdir, LOCK_NAME)
   try:
-    os.makedirs(workdir, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-      json.dump(_owner(), f)
+    paths.makedirs(workdir)
     for _ in range(2):
       try:
-        os.link(tmp, path)  # atomic: fails if a lock exists
+        paths.create_exclusive(path, json.dumps(_owner()))
         return path
-      except FileExistsError:
+      except paths.ExistsError:
         owner = _read_owner(path)
         if owner is None or _is_stale(owner):
           logging.warning("workdir %s: removing the stale lock of %s", workdir,
                           _describe(owner))
-          with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
+          paths.remove(path)
           continue
         raise WorkdirError(
             f"workdir {workdir} is in use by {_describe(owner)} (lock file "
             f"{path}); if that run is gone, delete the lock file") from None
     raise WorkdirError(f"cannot take the lock {path}")
-  except OSError as e:
+  except (OSError, ImportError) as e:
     raise WorkdirError(f"cannot write to --workdir {workdir}: "
-                       f"{e.strerror or e}") from None
-  finally:
-    with contextlib.suppress(OSError, UnboundLocalError):
-      os.remove(tmp)
+                       f"{getattr(e, 'strerror', None) or e}") from None
+
+
+def _is_mine(owner):
+  return bool(owner) and owner.get("pid") == os.getpid() and (
+      owner.get("host") == socket.gethostname())
 
 
 def release(path):
-  owner = _read_owner(path)
-  if owner and owner.get("pid") == os.getpid() and (
-      owner.get("host") == socket.gethostname()):
-    with contextlib.suppress(FileNotFoundError):
-      os.remove(path)
+  if _is_mine(_read_owner(path)):
+    with contextlib.suppress(OSError):
+      paths.remove(path)
+
+
+class _Heartbeat:
+  """Rewrites the lock's heartbeat every HEARTBEAT_SECONDS (a daemon thread)."""
+
+  def __init__(self, path):
+    self._path, self._stop = path, threading.Event()
+    self._thread = threading.Thread(target=self._run, daemon=True,
+                                    name="workdir-heartbeat")
+    self._thread.start()
+
+  def _run(self):
+    while not self._stop.wait(HEARTBEAT_SECONDS):
+      owner = _read_owner(self._path)
+      if not _is_mine(owner):
+        logging.warning("workdir lock %s is no longer this run's", self._path)
+        return
+      owner["heartbeat"] = time.time()
+      with contextlib.suppress(OSError):
+        paths.write_text(self._path, json.dumps(owner))
+
+  def stop(self):
+    self._stop.set()
+    self._thread.join(timeout=10)
 
 
 @contextlib.contextmanager
@@ -163,9 +198,12 @@ def claim(workdir, config):
                            "(see its error)")
   if error is not None:
     raise error
+  heartbeat = _Heartbeat(path) if path else None
   try:
     yield path
   finally:
+    if heartbeat:
+      heartbeat.stop()
     if path:
       release(path)
 
@@ -195,12 +233,11 @@ def _is_free(field):
 
 def read_saved_config(workdir):
   """The workdir's config.json as a flat dict, or None if there is none."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
+  path = paths.join(workdir, "config.json")
+  if not paths.exists(path):
     return None
   try:
-    with open(path) as f:
-      return _flat(json.load(f))
+    return _flat(json.loads(paths.read_text(path)))
   except (OSError, ValueError) as e:
     raise WorkdirError(f"cannot read {path}: {e} (move it away to start a new "
                        "run in this workdir)") from None
@@ -238,32 +275,27 @@ def check_config(workdir, config):
 def write_config(workdir, config):
   """Writes WORKDIR/config.json atomically; an older, different one is kept
   as config.<time>.json."""
-  path = os.path.join(workdir, "config.json")
+  path = paths.join(workdir, "config.json")
   text = config_lib.to_json(config)
-  if os.path.exists(path):
-    with open(path) as f:
-      if f.read() == text:
-        return
-    shutil.copy2(path, os.path.join(
-        workdir, f"config.{time.strftime('%Y%m%d-%H%M%S')}.json"))
-  with open(path + ".tmp", "w") as f:
-    f.write(text)
-  os.replace(path + ".tmp", path)
+  if paths.exists(path):
+    old = paths.read_text(path)
+    if old == text:
+      return
+    paths.write_text(paths.join(
+        workdir, f"config.{time.strftime('%Y%m%d-%H%M%S')}.json"), old)
+  paths.write_text(path, text)
 
 
 def drop_metrics_after(workdir, step):
   """Drops metrics.jsonl rows past `step` (logged by a run killed before
   its next checkpoint; the resumed run logs those steps again)."""
-  path = os.path.join(workdir, "metrics.jsonl")
-  if jax.process_index() != 0 or not os.path.exists(path):
+  path = paths.join(workdir, "metrics.jsonl")
+  if jax.process_index() != 0 or not paths.exists(path):
     return
-  with open(path) as f:
-    lines = f.readlines()
+  lines = paths.read_text(path).splitlines(keepends=True)
   keep = [l for l in lines if not l.strip() or _row_step(l) <= step]
   if len(keep) != len(lines):
-    with open(path + ".tmp", "w") as f:
-      f.writelines(keep)
-    os.replace(path + ".tmp", path)
+    paths.write_text(path, "".join(keep))
 
 
 def _row_step(line):

@@ -30,3 +30,55 @@ def load_config(name, arg=None):
 def runlocal_config():
   config = load_config("fashion_mnist_vicreg", "runlocal")
   return config
+
+
+def _free_port():
+  import socket  # pylint: disable=g-import-not-at-top
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def gcs_bucket(tmp_path_factory):
+  """A real GCS JSON API server on localhost (gcp-storage-emulator, started
+  by tests/gcs_server.py) with an empty bucket; yields (bucket name, env vars that point gcsfs,
+  google-cloud-storage and orbax's TensorStore at it). The env vars are set
+  in this process too, for the fixture's lifetime."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  pytest.importorskip("gcsfs")
+  storage = pytest.importorskip("google.cloud.storage")
+  pytest.importorskip("gcp_storage_emulator")
+  port = _free_port()
+  url = f"http://127.0.0.1:{port}"
+  log = open(tmp_path_factory.mktemp("gcs") / "emulator.log", "w")  # pylint: disable=consider-using-with
+  proc = subprocess.Popen(
+      [sys.executable, os.path.join(ROOT, "tests", "gcs_server.py"), str(port)],
+      stdout=log, stderr=subprocess.STDOUT)
+  env = {"STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url,
+         "GOOGLE_AUTH_TOKEN_FOR_TESTING": "x", "GOOGLE_CLOUD_PROJECT": "test"}
+  saved = {k: os.environ.get(k) for k in env}
+  os.environ.update(env)
+  from google.auth.credentials import AnonymousCredentials  # pylint: disable=g-import-not-at-top
+  client = storage.Client(credentials=AnonymousCredentials(), project="test")
+  deadline = time.time() + 30
+  while True:
+    try:
+      client.create_bucket("bagssl-test")
+      break
+    except Exception:  # pylint: disable=broad-except  (server still starting)
+      if proc.poll() is not None or time.time() > deadline:
+        raise
+      time.sleep(0.2)
+  try:
+    yield "bagssl-test", env
+  finally:
+    proc.terminate()
+    proc.wait(timeout=10)
+    log.close()
+    for k, v in saved.items():
+      if v is None:
+        os.environ.pop(k, None)
+      else:
+        os.environ[k] = v

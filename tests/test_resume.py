@@ -160,3 +160,53 @@ def _blow_up_params(workdir, step):
   mgr.close()
   shutil.copytree(data, os.path.join(workdir, "checkpoints", str(step), "data"))
   shutil.rmtree(data)
+
+
+def test_bucket_workdir_sigterm_exact_resume_eval_and_load(runs, gcs_bucket,
+                                                           tmp_path):
+  """A runlocal run with --workdir=gs://... on a real GCS API server: killed
+  by SIGTERM after its first checkpoint, resumed to B's params; the eval
+  binary and `checkpoints.load` read it there; nothing lands on local disk."""
+  from bagssl_jax import paths  # pylint: disable=g-import-not-at-top
+  bucket, gcs_env = gcs_bucket
+  workdir = f"gs://{bucket}/run"
+  env = dict(runs["env"], **gcs_env)
+  cwd = tmp_path / "cwd"
+  cwd.mkdir()
+  env["PYTHONPATH"] = ROOT
+  command = [COMMAND[0], "-m", "bagssl_jax.main",
+             "--config=" + os.path.join(ROOT, COMMAND[3].split("=", 1)[1])
+             ] + COMMAND[4:] + [f"--workdir={workdir}"]
+  with open(tmp_path / "g1.log", "w") as log:
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    while not paths.exists(f"{workdir}/checkpoints/10/state"):
+      assert proc.poll() is None and time.time() < deadline, (
+          (tmp_path / "g1.log").read_text()[-3000:])
+      time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 0, (tmp_path / "g1.log").read_text()[-3000:]
+  assert "preempted: saved step" in (tmp_path / "g1.log").read_text()
+  resumed = subprocess.run(command, cwd=cwd, env=env, capture_output=True,
+                           text=True, timeout=300)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert f"Resumed from {workdir}/checkpoints at step" in resumed.stderr
+  assert _max_rel_diff(workdir, runs["B"]) <= 1e-5
+  rows = paths.read_jsonl(f"{workdir}/metrics.jsonl")
+  assert sorted(r["step"] for r in rows if "loss" in r) == list(range(1, 41))
+  assert not paths.exists(f"{workdir}/.lock")
+  assert paths.exists(f"{workdir}/config.json")
+  assert paths.exists(f"{workdir}/loss_curve.png")
+  assert any(paths.path(f"{workdir}/tensorboard").iterdir())
+  evaluated = subprocess.run(
+      [sys.executable, "-m", "bagssl_jax.eval", f"--workdir={workdir}",
+       "--config.eval.protocols=('central','4_patches')",
+       "--config.eval.tsne_images=0", "--config.eval.low_shot=()"],
+      cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+  assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+  results = json.loads(paths.read_text(f"{workdir}/eval/results.json"))
+  assert {"central", "4_patches"} <= set(results)
+  assert paths.exists(f"{workdir}/eval/results.md")
+  assert paths.exists(f"{workdir}/eval/accuracy_vs_patches.png")
+  assert os.listdir(cwd) == []  # no local `gs:` folder, nothing else

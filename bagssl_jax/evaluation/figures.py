@@ -13,10 +13,10 @@ The two patch figures return their numbers too (tests check them).
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
+from bagssl_jax import paths as paths_lib
+from bagssl_jax import reporting
 from bagssl_jax.evaluation import protocols
 from bagssl_jax.data import patches as patches_lib
 
@@ -30,8 +30,7 @@ def _plt():
 
 def _save(fig, path):
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  _plt().close(fig)
+  reporting.save_figure(fig, path)
   return path
 
 
@@ -174,7 +173,6 @@ def tsne_map(xy, labels, title, path):
 
 
 def paths(workdir):
-  d = os.path.join(workdir, "eval")
-  return {k: os.path.join(d, k + ".png") for k in (
+  return {k: paths_lib.join(workdir, "eval", k + ".png") for k in (
       "convergence", "accuracy_vs_patches", "similarity_heatmap",
       "nearest_patches", "health", "tsne")}

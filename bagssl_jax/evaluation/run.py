@@ -11,7 +11,6 @@ probes.py), measures convergence (Fig. 3a) and representation health
 """
 from __future__ import annotations
 
-import os
 import time
 
 import jax
@@ -21,6 +20,7 @@ from absl import logging
 
 from bagssl_jax import config as config_lib
 from bagssl_jax import models, sharding
+from bagssl_jax import paths as paths_lib
 from bagssl_jax.data import sources
 from bagssl_jax.evaluation import embedding, figures, health, probes
 from bagssl_jax.evaluation import protocols, tables
@@ -101,10 +101,10 @@ def evaluate(model, variables, config, mesh, workdir=None, step=None,
   if conv:
     results["convergence"] = {n: conv[n] for n in sorted(
         conv, key=lambda n: float("inf") if n == "all" else int(n))}
-  out_dir = os.path.join(workdir, "eval") if workdir else None
+  out_dir = paths_lib.join(workdir, "eval") if workdir else None
   if jax.process_index() == 0:
     if out_dir:
-      os.makedirs(out_dir, exist_ok=True)
+      paths_lib.makedirs(out_dir)
     _extras(model, variables, config, data, test_src, image_shape, results,
             test_feats, out_dir)
   meta.update(step=step, workdir=workdir, data=data.name, knn_k=ev.knn_k,
@@ -130,7 +130,8 @@ def _extras(model, variables, config, data, test_src, image_shape, results,
   if ev.health_images:
     results["health"], std = health.health(patch_model, local_vars, config,
                                            test_src, ev.health_images, data)
-  paths = figures.paths(os.path.dirname(out_dir)) if out_dir else {}
+  paths = (figures.paths(paths_lib.path(out_dir).parent) if out_dir
+           else {})
   if ev.figures and out_dir:
     if "convergence" in results:
       figures.convergence(results["convergence"], paths["convergence"])

@@ -7,9 +7,9 @@ results.json holds one `{"linear", "knn", ...}` entry per protocol, plus
 from __future__ import annotations
 
 import json
-import os
 import time
 
+from bagssl_jax import paths
 from bagssl_jax.evaluation import protocols as protocols_lib
 
 _SPECIAL = ("convergence", "health", "meta")
@@ -96,21 +96,21 @@ def save(out_dir, results, with_markdown=True):
   """Writes OUT_DIR/results.json (and results.md) atomically. Results already
   there (training's eval, an earlier binary run) are kept, renamed after the
   time they were written: results.<YYYYmmdd-HHMMSS>.json / .md."""
-  os.makedirs(out_dir, exist_ok=True)
+  paths.makedirs(out_dir)
   files = {"results.json": json.dumps(results, indent=2)}
   if with_markdown:
     files["results.md"] = markdown(results)
-  old = os.path.join(out_dir, "results.json")
-  if os.path.exists(old):
-    stamp = time.strftime("%Y%m%d-%H%M%S",
-                          time.localtime(os.path.getmtime(old)))
+  old = paths.path(out_dir) / "results.json"
+  if old.exists():
+    try:
+      mtime = old.stat().st_mtime
+    except (OSError, AttributeError):
+      mtime = None
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(mtime))
     for name in ("results.json", "results.md"):
-      path = os.path.join(out_dir, name)
-      if os.path.exists(path):
-        os.replace(path, os.path.join(
+      path = paths.join(out_dir, name)
+      if paths.exists(path):
+        paths.move(path, paths.join(
             out_dir, name.replace("results.", f"results.{stamp}.")))
   for name, text in files.items():
-    path = os.path.join(out_dir, name)
-    with open(path + ".tmp", "w") as f:
-      f.write(text)
-    os.replace(path + ".tmp", path)
+    paths.write_text(paths.join(out_dir, name), text)

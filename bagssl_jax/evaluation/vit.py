@@ -18,14 +18,13 @@ Results go to WORKDIR/eval/results.json ({name: {"linear", "knn"}}).
 """
 from __future__ import annotations
 
-import os
 import time
 
 import jax
 import numpy as np
 from absl import logging
 
-from bagssl_jax import sharding
+from bagssl_jax import paths, sharding
 from bagssl_jax.data import augment
 from bagssl_jax.evaluation import embedding, probes, tables
 from bagssl_jax.models import vit
@@ -134,5 +133,5 @@ def evaluate_vit(model, variables, config, mesh, workdir=None):
                time.time() - t_probe)
   print(tables.format_table(results), flush=True)
   if workdir and jax.process_index() == 0:
-    tables.save(os.path.join(workdir, "eval"), results, with_markdown=False)
+    tables.save(paths.join(workdir, "eval"), results, with_markdown=False)
   return results
