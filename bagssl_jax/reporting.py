@@ -20,14 +20,18 @@ class Reporter:
     self.patches_per_step, self.every = patches_per_step, every_seconds
     self.enabled = jax.process_index() == 0
     self._last_time = self._last_step = None
+    self._batches, self._last_wait = None, 0.0
     self._tb = None
     if self.enabled:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
       self._tb = SummaryWriter(paths.join(workdir, "tensorboard"))
       self._jsonl = paths.JsonlAppender(paths.join(workdir, "metrics.jsonl"))
 
-  def start(self, step):
+  def start(self, step, batches=None):
+    """From `step`; `batches` (a DevicePrefetch) tells the input wait."""
     self._last_time, self._last_step = time.time(), step
+    self._batches = batches
+    self._last_wait = batches.wait_seconds if batches else 0.0
 
   def due(self):
     return time.time() - self._last_time >= self.every
@@ -36,9 +40,13 @@ class Reporter:
     """Logs `metrics` (device scalars) at `step` and prints a progress line."""
     metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
     now = time.time()  # after the fetch: steps dispatched ahead are finished
-    rate = ((step - self._last_step) * self.patches_per_step /
-            max(now - self._last_time, 1e-9))
-    self._last_time, self._last_step = now, step
+    elapsed = max(now - self._last_time, 1e-9)
+    rate = (step - self._last_step) * self.patches_per_step / elapsed
+    # Share of the wall time the loop waited for input: ~0 when the devices
+    # are the bottleneck, near 1 when the host pipeline is.
+    waited = self._batches.wait_seconds if self._batches else 0.0
+    input_wait = min((waited - self._last_wait) / elapsed, 1.0)
+    self._last_time, self._last_step, self._last_wait = now, step, waited
     if not self.enabled:
       return
     eta = (self.total_steps - step) * self.patches_per_step / max(rate, 1e-9)
@@ -46,12 +54,14 @@ class Reporter:
                      if k not in ("loss", "lr"))
     print(f"step {step}/{self.total_steps} loss={metrics['loss']:.4f} "
           f"{terms} lr={metrics['lr']:.3g} {rate:,.0f} patches/s "
-          f"ETA {_hms(eta)}", flush=True)
-    self._jsonl.write({"step": step, **metrics, "patches_per_s": rate})
+          f"input {input_wait:.0%} ETA {_hms(eta)}", flush=True)
+    self._jsonl.write({"step": step, **metrics, "patches_per_s": rate,
+                       "input_wait_share": input_wait})
     self._jsonl.flush()
     for k, v in metrics.items():
       self._tb.add_scalar(f"train/{k}", v, step)
     self._tb.add_scalar("train/patches_per_s", rate, step)
+    self._tb.add_scalar("train/input_wait_share", input_wait, step)
 
   def write_heldout(self, step, metrics):
     """Logs the loss terms on the held-out batch as `heldout_<term>`."""
@@ -94,7 +104,7 @@ def plot_loss_curve(workdir):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  skip = {"step", "lr", "patches_per_s", "grad_norm"}
+  skip = {"step", "lr", "patches_per_s", "grad_norm", "input_wait_share"}
   keys = ["loss"] + [k for k in rows[-1] if k not in skip | {"loss"}]
   fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8))
   steps = np.array([r["step"] for r in rows])

@@ -9,7 +9,7 @@ import numpy as np
 from absl import logging
 
 from bagssl_jax import checkpoints, models, numerics, optim, preemption
-from bagssl_jax import preflight, reporting, sharding, steps
+from bagssl_jax import prefetch, preflight, reporting, sharding, steps
 from bagssl_jax import config as config_lib
 from bagssl_jax import heldout as heldout_lib
 from bagssl_jax import workdir as workdir_lib
@@ -105,14 +105,18 @@ def _train_and_evaluate(config, workdir, cleanup):
   # ---------------------------------------------------------------- loop ---
   reporter = reporting.Reporter(workdir, total_steps, patches_per_step,
                                 config.log_every_seconds)
-  reporter.start(step)
+  # Global batches placed on the mesh ahead of the step by a thread; the
+  # time the loop waits for one is the progress line's input-wait share.
+  batches = prefetch.DevicePrefetch(data_iter, mesh,
+                                    config.data.get("device_prefetch", 2))
+  cleanup.callback(batches.close)
+  reporter.start(step, batches)
   watcher = preemption.PreemptionWatcher()  # SIGTERM: save here, exit 0
   guard = numerics.FiniteGuard()  # never saves a non-finite state
   preempted = False
   try:
     while step < total_steps and not preempted:
-      batch = sharding.global_batch(next(data_iter), mesh)
-      state, metrics = train_step(state, batch)
+      state, metrics = train_step(state, next(batches))
       step += 1
       guard.watch(step, metrics)
       preempted = watcher.reached(step)
@@ -123,7 +127,8 @@ def _train_and_evaluate(config, workdir, cleanup):
       if (step % config.checkpoint_every_steps == 0 or step == total_steps
           or preempted):
         guard.check_now(step, state)
-        checkpoints.save(mgr, step, state, data_iter)
+        checkpoints.save(mgr, step, state, batches.checkpoint_iterator())
+        reporter.flush()
   except numerics.NonFiniteError as e:
     mgr.wait_until_finished()
     raise numerics.NonFiniteError(

@@ -39,7 +39,7 @@ LOCK_NAME = ".lock"
 FREE_FIELDS = ("total_steps", "num_epochs", "checkpoint_every_steps",
                "keep_checkpoints", "log_every_seconds", "run_eval",
                "allow_config_change", "data.num_workers", "data.read_threads",
-               "data.prefetch", "data.test_split", "data.bad_images",
+               "data.prefetch", "data.device_prefetch", "data.test_split", "data.bad_images",
                "param_sharding", "fsdp_min_size")
 FREE_PREFIXES = ("eval.", "mesh.")
 

@@ -20,8 +20,12 @@
 #   DTYPE           compute dtype            (default bfloat16)
 #   PARAM_SHARDING  replicated | fsdp        (default replicated)
 #   REPO_DIR        where the code lives on the workers (default bagssl_jax, in $HOME)
-#   SETUP=1         first copy this repository to every worker and install
-#                   jax[tpu] and the requirements there
+#   VENV            the workers' Python environment (default bagssl-venv, in $HOME)
+#   PY_VERSION      its Python (default 3.11; the pinned jax needs >= 3.11,
+#                   while TPU VM images ship 3.10: uv installs it)
+#   SETUP=1         first copy this repository to every worker and create
+#                   VENV there with jax[tpu], the requirements and the bucket
+#                   extra (gcsfs, google-cloud-storage)
 #   DRY_RUN=1       print the gcloud commands instead of running them
 # Extra arguments are passed on to bagssl_jax.main, e.g. --config.batch_size=4096.
 set -euo pipefail
@@ -36,6 +40,8 @@ CONFIG=${CONFIG:-configs/imagenet_vicreg.py}
 DTYPE=${DTYPE:-bfloat16}
 PARAM_SHARDING=${PARAM_SHARDING:-replicated}
 REPO_DIR=${REPO_DIR:-bagssl_jax}
+VENV=${VENV:-bagssl-venv}
+PY_VERSION=${PY_VERSION:-3.11}
 gcloud_args=(--zone="$ZONE" --worker=all)
 if [[ -n "${PROJECT:-}" ]]; then gcloud_args+=(--project="$PROJECT"); fi
 
@@ -57,10 +63,10 @@ if [[ "${SETUP:-0}" == 1 ]]; then
   run gcloud compute tpus tpu-vm scp --recurse bagssl_jax configs launch \
       requirements.txt "$TPU_NAME:$REPO_DIR" "${gcloud_args[@]}"
   run gcloud compute tpus tpu-vm ssh "$TPU_NAME" "${gcloud_args[@]}" \
-      --command="cd $REPO_DIR && pip install -r requirements.txt && pip install -U 'jax[tpu]'"
+      --command="python3 -m pip install -q --user uv && cd $REPO_DIR && python3 -m uv venv --python $PY_VERSION ~/$VENV && python3 -m uv pip install --python ~/$VENV/bin/python -r requirements.txt 'jax[tpu]' gcsfs google-cloud-storage"
 fi
 
-main=(python3 -m bagssl_jax.main --config="$CONFIG" --workdir="$WORKDIR"
+main=(-m bagssl_jax.main --config="$CONFIG" --workdir="$WORKDIR"
       --distributed=on --config.dtype="$DTYPE"
       --config.param_sharding="$PARAM_SHARDING")
 if [[ "$PARAM_SHARDING" == fsdp ]]; then
@@ -70,6 +76,6 @@ if [[ -n "${TFDS_DATA_DIR:-}" ]]; then
   main+=(--config.data.path="$TFDS_DATA_DIR")
 fi
 main+=("$@")
-remote="cd $REPO_DIR && $(printf '%q ' "${main[@]}")"
+remote="cd $REPO_DIR && ~/$VENV/bin/python $(printf '%q ' "${main[@]}")"
 run gcloud compute tpus tpu-vm ssh "$TPU_NAME" "${gcloud_args[@]}" \
     --command="$remote"

@@ -210,3 +210,50 @@ def test_bucket_workdir_sigterm_exact_resume_eval_and_load(runs, gcs_bucket,
   assert paths.exists(f"{workdir}/eval/results.md")
   assert paths.exists(f"{workdir}/eval/accuracy_vs_patches.png")
   assert os.listdir(cwd) == []  # no local `gs:` folder, nothing else
+
+
+def test_sigterm_to_the_process_group_with_grain_workers(runs, tmp_path):
+  """SLURM and GCE signal every process: with data.num_workers=2 the grain
+  workers ignore SIGTERM, the main process saves, and the run resumes to B's
+  params."""
+  workdir = str(tmp_path / "E")
+  command = COMMAND + ["--config.data.num_workers=2", f"--workdir={workdir}"]
+  with open(tmp_path / "e1.log", "w") as log:
+    proc = subprocess.Popen(command, cwd=ROOT, env=runs["env"], stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 300
+    while not os.path.isdir(os.path.join(workdir, "checkpoints", "10")):
+      assert proc.poll() is None and time.time() < deadline, (
+          (tmp_path / "e1.log").read_text()[-3000:])
+      time.sleep(0.05)
+    workers = [p for p in subprocess.run(
+        ["pgrep", "-P", str(proc.pid)], capture_output=True,
+        text=True).stdout.split() if "spawn_main" in _cmdline(p)]
+    assert len(workers) == 2
+    os.killpg(proc.pid, signal.SIGTERM)  # the main process and its workers
+    time.sleep(0.5)  # the main process saves for seconds after this
+    assert all(_state(p) not in ("Z", "gone") for p in workers)
+    rc = proc.wait(timeout=120)
+  text = (tmp_path / "e1.log").read_text()
+  assert rc == 0 and "preempted: saved step" in text, text[-3000:]
+  resumed = subprocess.run(command, cwd=ROOT, env=runs["env"],
+                           capture_output=True, text=True, timeout=300)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert "Resumed from" in resumed.stderr
+  assert _max_rel_diff(workdir, runs["B"]) <= 1e-5
+
+
+def _cmdline(pid):
+  try:
+    with open(f"/proc/{pid}/cmdline") as f:
+      return f.read()
+  except OSError:
+    return ""
+
+
+def _state(pid):
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rsplit(")", 1)[1].split()[0]
+  except OSError:
+    return "gone"

@@ -3,8 +3,10 @@ the CLI, the launch scripts (syntax, dry runs) and the memory analysis."""
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -101,20 +103,25 @@ def test_launch_scripts_parse_and_dry_run():
       "--workdir=/tmp/w --distributed=off --config.dtype=bfloat16 "
       "--config.param_sharding=replicated --config.data.path=/data/tfds")
   slurm = _launch("slurm_multinode.sh", DRY_RUN="1", WORKDIR="/shared/w",
-                  PARAM_SHARDING="fsdp", SLURM_NNODES="4")
+                  PARAM_SHARDING="fsdp", SLURM_JOB_NUM_NODES="4",
+                  SLURM_GPUS_ON_NODE="8")
   assert slurm.stdout.strip() == (
-      "srun --kill-on-bad-exit=1 python -m bagssl_jax.main "
-      "--config=configs/imagenet_vicreg.py --workdir=/shared/w "
+      "srun --kill-on-bad-exit=1 --nodes=4 --ntasks-per-node=8 python -m "
+      "bagssl_jax.main --config=configs/imagenet_vicreg.py --workdir=/shared/w "
       "--distributed=on --config.dtype=bfloat16 --config.param_sharding=fsdp "
-      "--config.mesh.data=4 --config.mesh.fsdp=-1")
+      "--config.mesh.data=-1 --config.mesh.fsdp=8")
   tpu = _launch("tpu_vm_pod.sh", DRY_RUN="1", TPU_NAME="pod", ZONE="z1",
                 WORKDIR="gs://b/run")
   assert tpu.stdout.strip() == (
       "gcloud compute tpus tpu-vm ssh pod --zone=z1 --worker=all "
-      "'--command=cd bagssl_jax && python3 -m bagssl_jax.main "
+      "'--command=cd bagssl_jax && ~/bagssl-venv/bin/python -m bagssl_jax.main "
       "--config=configs/imagenet_vicreg.py --workdir=gs://b/run "
       "--distributed=on --config.dtype=bfloat16 "
       "--config.param_sharding=replicated '")
+  setup = _launch("tpu_vm_pod.sh", DRY_RUN="1", TPU_NAME="pod", ZONE="z1",
+                  WORKDIR="gs://b/run", SETUP="1").stdout
+  assert "uv venv --python 3.11 ~/bagssl-venv" in setup  # jax needs >= 3.11
+  assert "'jax[tpu]'" in setup and "gcsfs google-cloud-storage" in setup
   missing = _launch("tpu_vm_pod.sh", DRY_RUN="1", ZONE="z1")
   assert missing.returncode == 2 and "error: set TPU_NAME" in missing.stderr
 
@@ -136,3 +143,89 @@ def test_memory_analysis_of_a_small_config(tmp_path):
   # The donated train state is an argument, aliased by the output.
   assert r["argument_bytes"] >= r["state_bytes"] > 0
   assert r["alias_bytes"] >= r["state_bytes"] and r["temp_bytes"] > 0
+
+
+_FAKE_SRUN = r'''#!/usr/bin/env python3
+"""srun stand-in: starts --nodes x --ntasks-per-node tasks with SLURM's
+per-task variables, waits for all, exits with the worst return code."""
+import os, subprocess, sys
+args, opts = sys.argv[1:], {}
+while args[0].startswith("--"):
+  k, _, v = args.pop(0)[2:].partition("=")
+  opts[k] = v
+nodes, per_node = int(opts["nodes"]), int(opts["ntasks-per-node"])
+procs = []
+for node in range(nodes):
+  for local in range(per_node):
+    env = dict(os.environ, SLURM_PROCID=str(node * per_node + local),
+               SLURM_LOCALID=str(local), SLURM_NODEID=str(node),
+               SLURM_NTASKS=str(nodes * per_node),
+               SLURM_STEP_NODELIST=f"gpu[1-{nodes}]",
+               SLURM_STEP_NUM_NODES=str(nodes))
+    procs.append(subprocess.Popen(args, env=env))
+with open(os.environ["FAKE_PIDS"], "w") as f:
+  f.write(" ".join(str(p.pid) for p in procs))
+sys.exit(max(p.wait() for p in procs))
+'''
+
+# A task: records its SLURM ids, then waits; SIGTERM = "checkpoint, exit 0".
+_FAKE_TASK = r'''#!/usr/bin/env bash
+echo "$SLURM_PROCID $SLURM_LOCALID $SLURM_NODEID $SLURM_NTASKS $*" >> "$FAKE_LOG"
+trap 'echo "saved $SLURM_PROCID" >> "$FAKE_LOG"; exit 0' TERM
+while true; do sleep 0.1; done
+'''
+
+
+def test_slurm_script_starts_a_process_per_gpu_and_requeues(tmp_path,
+                                                            monkeypatch):
+  """2 nodes x 8 GPUs: 16 processes, each given the GPU of its local id by
+  jax.distributed (16 devices); USR1 (time limit near) -> SIGTERM to every
+  task, they exit 0, the job is requeued."""
+  from jax._src.clusters import cluster  # pylint: disable=g-import-not-at-top
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  scripts = {
+      "srun": _FAKE_SRUN, "task": _FAKE_TASK,
+      "scancel": '#!/usr/bin/env bash\necho "scancel $*" >> "$FAKE_LOG"\n'
+                 'kill -TERM $(cat "$FAKE_PIDS")\n',
+      "scontrol": '#!/usr/bin/env bash\necho "scontrol $*" >> "$FAKE_LOG"\n'}
+  for name, text in scripts.items():
+    (bin_dir / name).write_text(text)
+    (bin_dir / name).chmod(0o755)
+  log, pids = tmp_path / "log", tmp_path / "pids"
+  env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}",
+             FAKE_LOG=str(log), FAKE_PIDS=str(pids), PYTHON=str(bin_dir / "task"),
+             WORKDIR="gs://b/run", SLURM_JOB_ID="4242", SLURM_JOB_NUM_NODES="2",
+             SLURM_GPUS_ON_NODE="8")
+  job = subprocess.Popen(["bash", "launch/slurm_multinode.sh"], cwd=ROOT,
+                         env=env, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 30
+  while not (log.exists() and len(log.read_text().splitlines()) >= 16):
+    assert job.poll() is None and time.time() < deadline
+    time.sleep(0.05)
+  job.send_signal(signal.SIGUSR1)
+  assert job.wait(timeout=30) == 0, job.stderr.read()
+  lines = log.read_text().splitlines()
+  tasks = [l.split() for l in lines[:16]]
+  assert sorted(int(t[0]) for t in tasks) == list(range(16))
+  assert {t[3] for t in tasks} == {"16"}
+  assert all("--distributed=on" in t for t in tasks)
+  assert lines[16] == "scancel --signal=TERM 4242"
+  assert sorted(l for l in lines if l.startswith("saved")) == sorted(
+      f"saved {i}" for i in range(16))
+  assert lines[-1] == "scontrol requeue 4242"
+  # What jax.distributed.initialize() derives in each task: 16 processes,
+  # one local GPU each (its SLURM_LOCALID) -> 16 devices, none shared.
+  devices = set()
+  for procid, localid, nodeid, ntasks, *_ in tasks:
+    for k, v in dict(SLURM_JOB_ID="4242", SLURM_STEP_NODELIST="gpu[1-2]",
+                     SLURM_NTASKS=ntasks, SLURM_PROCID=procid,
+                     SLURM_LOCALID=localid).items():
+      monkeypatch.setenv(k, v)
+    address, n, pid, local_ids = (
+        cluster.ClusterEnv.auto_detect_unset_distributed_params(
+            None, None, None, None, None, None))
+    assert (address.split(":")[0], n, pid) == ("gpu1", 16, int(procid))
+    assert local_ids == [int(localid)]
+    devices.add((nodeid, local_ids[0]))
+  assert len(devices) == 16

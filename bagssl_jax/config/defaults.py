@@ -60,6 +60,7 @@ def base_config():
   c.data.num_workers = 0  # grain worker processes (0: in-process threads)
   c.data.read_threads = 4
   c.data.prefetch = 4
+  c.data.device_prefetch = 2  # global batches placed on the devices ahead
 
   c.augment = ml_collections.ConfigDict(dict(
       flip=True, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,

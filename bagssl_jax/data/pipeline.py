@@ -12,6 +12,7 @@ SelfPatch): the same with (b, G + L, 4) boxes, G global and L local crops).
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
 
 import grain
@@ -207,8 +208,16 @@ def make_train_iterator(config, source, process_index=0, process_count=1):
       prefetch_buffer_size=data.get("prefetch", 4)))
   if data.get("num_workers", 0) > 0:
     it = it.mp_prefetch(grain.MultiprocessingOptions(
-        num_workers=data.num_workers))
+        num_workers=data.num_workers), worker_init_fn=ignore_sigterm)
   return iter(it)
+
+
+def ignore_sigterm(worker_index, worker_count):
+  """grain workers ignore SIGTERM: SLURM and GCE signal every process of a
+  job, and the main process must still read its batch and save a checkpoint
+  (the workers end with it)."""
+  del worker_index, worker_count
+  signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def eval_batches(source, batch_size, channels, image_size=0, max_images=None,
