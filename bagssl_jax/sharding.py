@@ -135,3 +135,14 @@ def bytes_per_device(tree) -> int:
     shard = x.sharding.shard_shape(x.shape) if hasattr(x, "sharding") else x.shape
     total += math.prod(shard) * x.dtype.itemsize
   return total
+
+
+def traced_under(fn, mesh):
+  """`fn` traced with `mesh` as the abstract mesh in context, so that
+  sharding constraints inside it (methods.base.gather_batch) refer to it."""
+
+  def wrapped(*args, **kwargs):
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+      return fn(*args, **kwargs)
+
+  return wrapped

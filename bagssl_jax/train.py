@@ -73,8 +73,8 @@ def _train_and_evaluate(config, workdir, cleanup):
 
   # ---------------------------------------------------------------- step ---
   train_step = jax.jit(
-      steps.make_train_step(model, tx, lr_schedule, config, total_steps,
-                            steps_per_epoch),
+      sharding.traced_under(steps.make_train_step(
+          model, tx, lr_schedule, config, total_steps, steps_per_epoch), mesh),
       in_shardings=(state_sharding, batch_sharding),
       out_shardings=(state_sharding, sharding.replicated(mesh)),
       donate_argnums=0)

@@ -82,3 +82,12 @@ def gcs_bucket(tmp_path_factory):
         os.environ.pop(k, None)
       else:
         os.environ[k] = v
+
+
+@pytest.fixture
+def exact_matmuls():
+  """f32 matmuls and convolutions at full precision: on CPU the default, on
+  GPU (TF32) and TPU (one-pass bf16) not, and the tests comparing against
+  float64/NumPy references at rtol ~1e-5 need it."""
+  with jax.default_matmul_precision("highest"):
+    yield

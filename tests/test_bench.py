@@ -62,3 +62,52 @@ def test_train_section_runs_both_steps_on_one_state():
   out = bench.bench_train(1, config)
   assert out["train_patches_per_s"] > 0
   assert out["train_full_step_patches_per_s"] > 0
+
+
+def test_gpu_peak_table_matches_whole_device_kinds():
+  from bagssl_jax.bench import gpu  # pylint: disable=g-import-not-at-top
+  expected = {"NVIDIA H100 80GB HBM3": 989.4, "NVIDIA H100 PCIe": 756.0,
+              "NVIDIA H100 NVL": 835.0, "NVIDIA H200": 989.4,
+              "NVIDIA A100-SXM4-80GB": 312.0, "NVIDIA A100 80GB PCIe": 312.0,
+              "NVIDIA L40S": 362.1, "NVIDIA L4": 121.0, "TPU v4": 275.0,
+              "TPU v5 lite": 197.0, "TPU v5p": 459.0, "TPU v6 lite": 918.0,
+              "NVIDIA L40": None, "NVIDIA GeForce RTX 4090": None, "cpu": None}
+  for kind, tflops in expected.items():
+    peak = gpu.peak_flops(kind)
+    assert (peak and round(peak / 1e12, 1)) == tflops, kind
+
+
+def test_model_flops_of_a_small_model_match_an_analytic_count():
+  """Lowered cost analysis of an MLP's gradient and of a convolution against
+  2 x multiply-adds counted by hand (elementwise ops are a rounding error)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from bagssl_jax.bench import gpu  # pylint: disable=g-import-not-at-top
+  b, i, h, o = 64, 256, 512, 128
+  w1, w2 = jnp.ones((i, h)), jnp.ones((h, o))
+  x = jnp.ones((b, i))
+
+  def loss(ws, x):
+    return jnp.sum(jax.nn.relu(x @ ws[0]) @ ws[1])
+
+  flops = gpu.model_flops(jax.value_and_grad(loss), (w1, w2), x)
+  # forward 2bih + 2bho; backward dW2 2bho, dh 2bho, dW1 2bih
+  analytic = 2 * b * i * h * 2 + 2 * b * h * o * 3
+  assert abs(flops - analytic) / analytic < 0.02, (flops, analytic)
+  img, k = jnp.ones((8, 32, 32, 16)), jnp.ones((3, 3, 16, 32))
+  conv = lambda img, k: jax.lax.conv_general_dilated(  # pylint: disable=g-long-lambda
+      img, k, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  analytic = 2 * 8 * 30 * 30 * 32 * 16 * 9  # 30 x 30 outputs, 3 x 3 x 16 each
+  flops = gpu.model_flops(conv, img, k)
+  assert abs(flops - analytic) / analytic < 0.02, (flops, analytic)
+
+
+def test_gpu_bench_times_the_real_step_on_cpu():
+  """The benchmark's path (uint8 patches -> augment -> model -> loss ->
+  update, model FLOPs from the lowered step) on a tiny config."""
+  from bagssl_jax.bench import gpu  # pylint: disable=g-import-not-at-top
+  from tests.conftest import load_config  # pylint: disable=g-import-not-at-top
+  config = load_config("fashion_mnist_vicreg", "runlocal")
+  out = gpu.run(repeats=1, config=config)
+  assert out["gpu_images_per_s"] > 0 and out["gpu_model_tflops_per_step"] > 0
+  assert out["gpu_mfu"] is None  # no peak for a CPU

@@ -9,6 +9,10 @@ from bagssl_jax import methods
 from bagssl_jax.methods import barlow_twins, base, byol, simclr, spectral, tcr
 from bagssl_jax.methods import vicreg
 
+# Compared against float64/NumPy references: full-precision matmuls on any
+# backend (TF32 on GPU and bf16 passes on TPU by default).
+pytestmark = pytest.mark.usefixtures("exact_matmuls")
+
 
 def _vicreg_numpy(z1, z2, sim=25., std=25., cov=1., eps=1e-4):
   """Straight transcription of the official PyTorch VICReg loss."""

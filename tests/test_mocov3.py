@@ -10,6 +10,10 @@ from bagssl_jax import methods, models, sharding
 from bagssl_jax.methods import mocov3
 from tests.conftest import load_config
 
+# Compared against float64/NumPy references: full-precision matmuls on any
+# backend (TF32 on GPU and bf16 passes on TPU by default).
+pytestmark = pytest.mark.usefixtures("exact_matmuls")
+
 
 def _ctr_numpy(q, k, t):
   """moco-v3 builder.contrastive_loss: CE(q k^T / t, arange) x 2t."""

@@ -1,11 +1,16 @@
 """ResNet/projector shapes and the small-map convolution lowering."""
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
 
 from bagssl_jax.models import resnet as models
+
+# Compared against float64/NumPy references: full-precision matmuls on any
+# backend (TF32 on GPU and bf16 passes on TPU by default).
+pytestmark = pytest.mark.usefixtures("exact_matmuls")
 
 
 @pytest.mark.parametrize("hw,stride,k,cin,dense", [
@@ -69,3 +74,31 @@ def test_projector_last_bn_standardises_z_without_affine():
                              projector_dims=(32, 16))
   assert "bn1" not in plain.init(jax.random.PRNGKey(1), x)["batch_stats"][
       "projector"]
+
+
+def _eqns(jaxpr):
+  for e in jaxpr.eqns:
+    yield e
+    for sub in jax.extend.core.jaxprs_in_params(e.params):
+      yield from _eqns(sub)
+
+
+def test_bf16_vit_keeps_softmax_and_dino_logits_in_f32():
+  """Under dtype=bfloat16 the attention softmax runs in f32 and the DINO
+  head's last layer (logits later divided by a 0.04 temperature) in f32."""
+  from bagssl_jax.models import vit  # pylint: disable=g-import-not-at-top
+  block = vit.Block(heads=2, dtype=jnp.bfloat16)
+  x = jnp.ones((2, 5, 8), jnp.float32)
+  params = block.init(jax.random.PRNGKey(0), x)
+  exps = [e for e in _eqns(jax.make_jaxpr(block.apply)(params, x).jaxpr)
+          if e.primitive.name == "exp"]
+  assert exps and all(e.outvars[0].aval.dtype == jnp.float32 for e in exps)
+  head = vit.DINOHead(hidden=16, bottleneck=8, out_dim=32, dtype=jnp.bfloat16)
+  h = jnp.ones((2, 8), jnp.float32)
+  hp = head.init(jax.random.PRNGKey(0), h)
+  dots = [e for e in _eqns(jax.make_jaxpr(head.apply)(hp, h).jaxpr)
+          if e.primitive.name == "dot_general"]
+  last = dots[-1]
+  assert last.outvars[0].aval.shape == (2, 32)
+  assert all(v.aval.dtype == jnp.float32 for v in last.invars)
+  assert head.apply(hp, h).dtype == jnp.float32

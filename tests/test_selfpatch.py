@@ -16,6 +16,10 @@ from bagssl_jax import config as config_lib
 from bagssl_jax.data import pipeline, sources
 from tests.conftest import load_config
 
+# Compared against float64/NumPy references: full-precision matmuls on any
+# backend (TF32 on GPU and bf16 passes on TPU by default).
+pytestmark = pytest.mark.usefixtures("exact_matmuls")
+
 needs_fmnist = pytest.mark.skipif(
     not os.path.isdir(sources.DEBIAN_FASHION_MNIST),
     reason="Debian's dataset-fashion-mnist not installed")

@@ -7,6 +7,10 @@ import pytest
 from bagssl_jax import models, optim, sharding, steps
 from tests.conftest import load_config
 
+# Compared against float64/NumPy references: full-precision matmuls on any
+# backend (TF32 on GPU and bf16 passes on TPU by default).
+pytestmark = pytest.mark.usefixtures("exact_matmuls")
+
 
 def _compile(config, model, tx, lr, abstract, mesh, param_sharding):
   state_sharding = sharding.state_shardings(abstract, mesh, param_sharding,

@@ -25,8 +25,11 @@ Sections (each runs in its own subprocess, so peak memory is its own):
             train steps of configs/fashion_mnist_{dino,selfpatch}.py (7x7
             ViT patches) and of SelfPatch with 4x4 patches (12-px local
             crops): the cost follows the number of tokens.
-  gpu       on a GPU only: ResNet-50, 224x224 (and 100x100 patches), bf16,
-            the VICReg step: images/s and MFU from XLA's cost analysis.
+  gpu       on a GPU or TPU only: configs/imagenet_vicreg.py's real train
+            step in bf16 (uint8 patches -> augment -> model -> loss ->
+            update) on all local devices: images/s, model FLOPs (lowered,
+            unoptimised cost analysis), MFU against the device kind's exact
+            peak (bench/gpu.py's table) and peak device memory.
 
 Steady state only: compilation is timed apart; each figure is the median of
 `--repeats` timed repeats.

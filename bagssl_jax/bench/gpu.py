@@ -1,94 +1,128 @@
-"""GPU benchmark of the BagSSL VICReg step (ResNet-50, bf16): images/s and
-MFU = model FLOPs (XLA's cost analysis of the compiled step) / step time /
-the device's peak dense bf16 FLOP/s. Run by `python -m bagssl_jax.bench`
-on a GPU; `run(..., image_size=32, batch=8)` is a CPU smoke test.
+"""Accelerator benchmark of a config's real train step: uint8 patches ->
+on-device augmentation -> model -> loss -> update, as `train.py` runs it.
+
+Reports images/s, patches/s, model FLOPs per step and MFU = model FLOPs /
+step time / the device's peak dense bf16 FLOP/s, and the device's peak
+memory. Model FLOPs come from XLA's cost analysis of the *lowered* step
+(before optimisation: the computation as written, so fusions and cuBLAS /
+cuDNN custom calls of the optimised module cannot hide FLOPs). Run by
+`python -m bagssl_jax.bench --sections=gpu` on a GPU or TPU;
+`run(..., config=tiny)` is a CPU smoke test.
 """
 from __future__ import annotations
 
+import re
 import statistics
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-# Peak dense bf16 tensor-core FLOP/s by device kind (vendor datasheets).
-PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12,
-                   "L4": 121e12, "V100": 125e12}
+# Peak dense (not sparse) bf16 FLOP/s per chip, vendor datasheets; matched on
+# the whole `device_kind` string (JAX's names), never on a substring.
+PEAK_BF16_FLOPS = (
+    (r"NVIDIA H100 80GB HBM3|NVIDIA H100 SXM5? ?\d*GB.*|NVIDIA H100", 989.4e12),
+    (r"NVIDIA H100 PCIe|NVIDIA H100 80GB PCIe", 756.0e12),
+    (r"NVIDIA H100 NVL", 835.0e12),
+    (r"NVIDIA H200|NVIDIA H200 141GB HBM3e", 989.4e12),
+    (r"NVIDIA H200 NVL", 835.0e12),
+    (r"NVIDIA A100([- ].*)?", 312.0e12),  # SXM4 and PCIe, 40 and 80 GB
+    (r"NVIDIA L40S", 362.1e12),
+    (r"NVIDIA L4", 121.0e12),
+    (r"TPU v4", 275.0e12),
+    (r"TPU v5 lite|TPU v5e", 197.0e12),
+    (r"TPU v5p?", 459.0e12),
+    (r"TPU v6 lite|TPU v6e", 918.0e12),
+)
 
 
-def peak_flops(device):
-  kind = device.device_kind
-  for name, flops in PEAK_BF16_FLOPS.items():
-    if name in kind:
+def peak_flops(device_kind: str):
+  """Peak dense bf16 FLOP/s of a device kind, or None if not in the table."""
+  for pattern, flops in PEAK_BF16_FLOPS:
+    if re.fullmatch(pattern, device_kind.strip()):
       return flops
   return None
 
 
-def _config(image_size, batch, num_patches):
+def model_flops(fn, *args) -> float:
+  """FLOPs of `fn(*args)` as written: XLA's cost analysis of the lowered,
+  unoptimised module."""
+  cost = jax.jit(fn).lower(*args).cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float((cost or {}).get("flops", 0.0))
+
+
+def imagenet_config(dtype="bfloat16", batch_size=None):
   from bagssl_jax.config import presets  # pylint: disable=g-import-not-at-top
   config = presets.build("imagenet", "vicreg")
-  config.dtype = "bfloat16"
-  config.batch_size = batch
-  config.num_patches = num_patches
-  config.patch_size = config.input_size = image_size
+  config.dtype = dtype
+  if batch_size:
+    config.batch_size = batch_size
   return config
 
 
-def step_rate(image_size, batch, num_patches, repeats=5, steps_per_repeat=10):
-  """(images/s, patches/s, flops per step, compile seconds) of the jitted
-  step on one device, on ready float patches (no host pipeline)."""
-  import optax  # pylint: disable=g-import-not-at-top
-  from bagssl_jax import methods, models, optim, steps
-  config = _config(image_size, batch, num_patches)
+def step_rate(config, repeats=5, steps_per_repeat=10, seed=0):
+  """Times the config's train step on all local devices (data parallel)."""
+  from bagssl_jax import models, optim, sharding, steps  # pylint: disable=g-import-not-at-top
+  from bagssl_jax.bench import memory  # pylint: disable=g-import-not-at-top
+  mesh = sharding.make_mesh({"data": -1, "fsdp": 1})
   model = models.make_model(config)
-  tx, _ = optim.make_optimizer(config.optimizer, batch, 1000, 100)
-  state = jax.jit(steps.make_init(model, tx, config))(jax.random.PRNGKey(0))
-  x = jnp.asarray(np.random.default_rng(0).normal(
-      size=(batch * num_patches, image_size, image_size, 3)), jnp.float32)
-
-  def step(state, x):
-    def loss_fn(params):
-      (_, z), new = model.apply({"params": params,
-                                 "batch_stats": state.batch_stats}, x,
-                                train=True, mutable=["batch_stats"])
-      z = z.astype(jnp.float32).reshape(batch, num_patches, -1)
-      loss, _ = methods.get("vicreg").loss(z, "pairs")
-      return loss, new["batch_stats"]
-    (loss, stats), g = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(g, state.opt_state, state.params)
-    return state.replace(params=optax.apply_updates(state.params, updates),
-                         batch_stats=stats, opt_state=opt_state), loss
-
+  tx, lr = optim.make_optimizer(config.optimizer, config.batch_size, 1000, 100)
+  init = steps.make_init(model, tx, config)
+  abstract = jax.eval_shape(init, jax.random.PRNGKey(seed))
+  state_sharding = sharding.state_shardings(abstract, mesh, "replicated")
+  batch_sharding = sharding.batch_sharding(mesh)
+  state = jax.jit(init, out_shardings=state_sharding)(jax.random.PRNGKey(seed))
+  rng = np.random.default_rng(seed)
+  batch = {}
+  for k, s in memory.abstract_batch(config, batch_sharding).items():
+    host = (rng.integers(0, 256, s.shape, np.uint8) if s.dtype == np.uint8
+            else np.zeros(s.shape, s.dtype))
+    if k == "boxes":
+      host[..., 2:] = 1.0
+    batch[k] = jax.device_put(host, batch_sharding)
+  step = sharding.traced_under(
+      steps.make_train_step(model, tx, lr, config, 1000), mesh)
+  flops = model_flops(step, state, batch)
   t0 = time.perf_counter()
-  compiled = jax.jit(step, donate_argnums=0).lower(state, x).compile()
+  compiled = jax.jit(step, in_shardings=(state_sharding, batch_sharding),
+                     out_shardings=(state_sharding, sharding.replicated(mesh)),
+                     donate_argnums=0).lower(state, batch).compile()
   compile_s = time.perf_counter() - t0
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float(cost.get("flops", 0.0)) if cost else 0.0
   for _ in range(2):
-    state, loss = compiled(state, x)
-  jax.block_until_ready(loss)
+    state, metrics = compiled(state, batch)
+  jax.block_until_ready(metrics)
   times = []
   for _ in range(repeats):
     t0 = time.perf_counter()
     for _ in range(steps_per_repeat):
-      state, loss = compiled(state, x)
-    jax.block_until_ready(loss)
+      state, metrics = compiled(state, batch)
+    jax.block_until_ready(metrics)
     times.append((time.perf_counter() - t0) / steps_per_repeat)
-  dt = statistics.median(times)
-  return batch / dt, batch * num_patches / dt, flops, compile_s, dt
+  return dict(step_s=statistics.median(times), flops=flops,
+              compile_s=compile_s, devices=mesh.size)
 
 
-def run(repeats=5, cases=(("224", 224, 128, 2), ("100px_patches", 100, 128, 8))):
+def peak_memory_bytes(device):
+  stats = device.memory_stats() or {}
+  return stats.get("peak_bytes_in_use")
+
+
+def run(repeats=5, config=None):
+  """The benchmark's figures for `config` (default: configs/imagenet_vicreg.py
+  in bf16)."""
+  config = config or imagenet_config()
   device = jax.devices()[0]
-  peak = peak_flops(device)
-  out = {"gpu_device": device.device_kind}
-  for name, size, batch, n in cases:
-    ips, pps, flops, compile_s, dt = step_rate(size, batch, n, repeats)
-    out[f"gpu_{name}_images_per_s"] = ips
-    out[f"gpu_{name}_patches_per_s"] = pps
-    out[f"gpu_{name}_step_tflops"] = flops / 1e12
-    out[f"gpu_{name}_compile_s"] = compile_s
-    out[f"gpu_{name}_mfu"] = (flops / dt / peak) if peak and flops else None
-  return out
+  r = step_rate(config, repeats)
+  peak = peak_flops(device.device_kind)
+  per_chip = r["flops"] / r["step_s"] / r["devices"]
+  return {
+      "gpu_device": device.device_kind, "gpu_devices": r["devices"],
+      "gpu_peak_bf16_tflops": peak / 1e12 if peak else None,
+      "gpu_images_per_s": config.batch_size / r["step_s"],
+      "gpu_patches_per_s": config.batch_size * config.num_patches / r["step_s"],
+      "gpu_model_tflops_per_step": r["flops"] / 1e12,
+      "gpu_mfu": per_chip / peak if peak else None,
+      "gpu_compile_s": r["compile_s"],
+      "gpu_peak_memory_gib": (peak_memory_bytes(device) or 0) / 2**30 or None,
+  }

@@ -4,7 +4,9 @@ Lowers and compiles the sharded train step on abstract arguments only
 (ShapeDtypeStructs: nothing is allocated) for each parameter layout and
 prints `compiled.memory_analysis()`: argument, output, alias (donated state),
 temp and generated-code bytes per device, plus the train state's bytes per
-device from the sharding rules.
+device from the sharding rules, and the bytes each kind of collective moves
+per device per step (from the compiled HLO; the gradient reduction apart
+from the loss's own collectives).
 
   python -m bagssl_jax.memory --config=configs/imagenet_vicreg.py --devices=8
 
@@ -18,6 +20,7 @@ models/resnet.py's Conv).
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 
@@ -27,7 +30,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from bagssl_jax import models, optim, sharding, steps
+from bagssl_jax import models, optim, paths, sharding, steps
 from bagssl_jax.models import resnet
 
 FLAGS = flags.FLAGS
@@ -75,7 +78,8 @@ def analyze(config, layout, devices=None) -> dict:
       lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
       abstract, state_sharding)
   step = jax.jit(
-      steps.make_train_step(model, tx, lr, config, total_steps),
+      sharding.traced_under(
+          steps.make_train_step(model, tx, lr, config, total_steps), mesh),
       in_shardings=(state_sharding, batch_sharding),
       out_shardings=(state_sharding, sharding.replicated(mesh)),
       donate_argnums=0)
@@ -83,6 +87,7 @@ def analyze(config, layout, devices=None) -> dict:
   compiled = step.lower(abstract_state,
                         abstract_batch(config, batch_sharding)).compile()
   m = compiled.memory_analysis()
+  collectives = collective_bytes(compiled.as_text(), abstract.params)
   out = dict(
       layout=layout, mesh=dict(mesh.shape), platform=mesh.devices.flat[0].platform,
       dtype=config.get("dtype", "float32"), global_batch=config.batch_size,
@@ -95,10 +100,55 @@ def analyze(config, layout, devices=None) -> dict:
       output_bytes=m.output_size_in_bytes, alias_bytes=m.alias_size_in_bytes,
       temp_bytes=m.temp_size_in_bytes,
       generated_code_bytes=m.generated_code_size_in_bytes,
-      compile_s=round(time.time() - start, 1))
+      compile_s=round(time.time() - start, 1),
+      collective_bytes=collectives,
+      loss_collective_bytes=sum(v for k, v in collectives.items()
+                                if k != "gradient_all-reduce"))
   # Live at once: inputs + outputs (minus the donated state they share) + temps.
   out["peak_bytes"] = (out["argument_bytes"] + out["output_bytes"]
                        - out["alias_bytes"] + out["temp_bytes"])
+  return out
+
+
+_COLLECTIVE = re.compile(
+    r"=\s*(?P<type>.*?)\s+(?P<op>all-reduce|all-gather|reduce-scatter|"
+    r"all-to-all|collective-permute)(?P<start>-start)?\(")
+_SHAPE = re.compile(r"\b(?P<dtype>pred|[suf]\d+|bf16|f8e\w+)\[(?P<dims>[\d,]*)\]")
+_BYTES = {"pred": 1, "bf16": 2}
+
+
+def _shape_bytes(dtype, dims):
+  n = int(np.prod([int(d) for d in dims.split(",") if d])) if dims else 1
+  size = _BYTES.get(dtype) or max(int(re.sub(r"\D", "", dtype) or 8) // 8, 1)
+  return n * size
+
+
+def collective_bytes(hlo_text, params=None) -> dict:
+  """Bytes per device moved by each kind of collective in compiled HLO text
+  (the result buffers of every all-reduce, all-gather, reduce-scatter,
+  all-to-all and collective-permute; an async `-start` op counts its largest
+  buffer). With `params` (a pytree of arrays or ShapeDtypeStructs), all-reduce
+  buffers whose sizes match parameter leaves (one per leaf, by element count:
+  XLA may reshape a gradient) are counted as `gradient_all-reduce`, the rest
+  as the loss's own collectives."""
+  out, param_shapes = {}, {}
+  for leaf in jax.tree.leaves(params or {}):
+    key = int(np.prod(leaf.shape))
+    param_shapes[key] = param_shapes.get(key, 0) + 1
+  for line in hlo_text.splitlines():
+    m = _COLLECTIVE.search(line)
+    if not m:
+      continue
+    shapes = [(s["dtype"], s["dims"]) for s in _SHAPE.finditer(m["type"])]
+    if m["start"]:
+      shapes = [max(shapes, key=lambda s: _shape_bytes(*s))]
+    for dtype, dims in shapes:
+      kind = m["op"]
+      key = int(np.prod([int(d) for d in dims.split(",") if d]))
+      if kind == "all-reduce" and param_shapes.get(key, 0) > 0:
+        param_shapes[key] -= 1
+        kind = "gradient_all-reduce"
+      out[kind] = out.get(kind, 0) + _shape_bytes(dtype, dims)
   return out
 
 
@@ -139,9 +189,14 @@ def main(argv):
         f"{jax.devices()[0].platform} devices, dtype {config.dtype}, global "
         f"batch {config.batch_size} x {config.num_patches} patches:")
   print(format_table(rows))
+  for r in rows:
+    kinds = ", ".join(f"{k} {v / 1e9:.3f} GB" for k, v in sorted(
+        r["collective_bytes"].items()))
+    print(f"{r['layout']}: collectives per device per step: {kinds or 'none'}"
+          f"; the loss's own (all but the gradient reduction): "
+          f"{r['loss_collective_bytes'] / 1e9:.3f} GB")
   if FLAGS.json:
-    with open(FLAGS.json, "w") as f:
-      json.dump(rows, f, indent=2)
+    paths.write_text(FLAGS.json, json.dumps(rows, indent=2))
 
 
 def run():

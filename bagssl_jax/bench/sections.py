@@ -268,7 +268,7 @@ def bench_probe(repeats, workdir=None):
 # ------------------------------------------------------------------ gpu ---
 def bench_gpu(repeats):
   import jax  # pylint: disable=g-import-not-at-top
-  if jax.devices()[0].platform != "gpu":
-    return {"gpu": "not measured (no GPU)"}
+  if jax.devices()[0].platform not in ("gpu", "tpu"):
+    return {"gpu": "not measured (no GPU or TPU)"}
   from bagssl_jax.bench import gpu  # pylint: disable=g-import-not-at-top
   return gpu.run(repeats)

@@ -89,6 +89,19 @@ def copy_online(params, variables):
 
 
 # ------------------------------------------------------- loss functions ---
+def gather_batch(x):
+  """`x` replicated on every device of the step's mesh (an all-gather of the
+  batch-sharded rows), when the step is traced under one
+  (`sharding.traced_under`). A loss over the global batch then runs whole on
+  each device: its collectives are this gather (n x d) instead of XLA's
+  all-reduce of partial sums (VICReg's and Barlow Twins' d x d matrices), and
+  its gradient goes back to the shards as a slice, with no communication."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or mesh.size == 1:
+    return x
+  return jax.lax.with_sharding_constraint(x, jax.sharding.PartitionSpec())
+
+
 def _online(model, params, state, rng, batch, config):
   """The batch's augmented views x and the online network's projections z
   (batch, views, dim), with the updated BatchNorm statistics."""
@@ -97,7 +110,7 @@ def _online(model, params, state, rng, batch, config):
   (_, z), new_vars = model.apply(
       {"params": params, "batch_stats": state.batch_stats}, x, train=True,
       mutable=["batch_stats"])
-  return x, z.reshape(b, -1, z.shape[-1]), new_vars["batch_stats"]
+  return x, gather_batch(z.reshape(b, -1, z.shape[-1])), new_vars["batch_stats"]
 
 
 def projector_loss_fn(method, model, config, steps_per_epoch=1):
@@ -133,7 +146,8 @@ def target_loss_fn(method, model, config, steps_per_epoch=1):
         method="predict")
     (_, z_target), target_vars = model.apply(
         state.target, x, train=True, mutable=["batch_stats"])
-    loss, metrics = method.loss(p.reshape(z.shape), z_target.reshape(z.shape),
+    loss, metrics = method.loss(gather_batch(p.reshape(z.shape)),
+                                gather_batch(z_target.reshape(z.shape)),
                                 multi_view, **kw)
     return loss, (metrics, pred_vars["batch_stats"],
                   {"batch_stats": target_vars["batch_stats"]})

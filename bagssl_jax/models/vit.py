@@ -95,7 +95,8 @@ class Block(nn.Module):
   def __call__(self, x):
     y = nn.LayerNorm(**_LN, dtype=self.dtype)(x)
     x = x + nn.MultiHeadDotProductAttention(
-        self.heads, dtype=self.dtype, kernel_init=_init)(y)
+        self.heads, dtype=self.dtype, kernel_init=_init,
+        force_fp32_for_softmax=True)(y)
     y = nn.LayerNorm(**_LN, dtype=self.dtype)(x)
     return x + Mlp(int(x.shape[-1] * self.mlp_ratio), self.dtype)(y)
 
@@ -152,7 +153,8 @@ class ClassAttentionBlock(nn.Module):
         jnp.concatenate([q, tokens], axis=1))
     attn_mask = None if mask is None else mask[:, None, None, :]
     q = q + nn.MultiHeadDotProductAttention(
-        self.heads, dtype=self.dtype, kernel_init=_init)(
+        self.heads, dtype=self.dtype, kernel_init=_init,
+        force_fp32_for_softmax=True)(
             u[:, :1], u, mask=attn_mask)
     y = nn.LayerNorm(**_LN, dtype=self.dtype)(q)
     return q + Mlp(4 * q.shape[-1], self.dtype)(y)
@@ -195,7 +197,7 @@ class DINOHead(nn.Module):
     x = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
     v = self.param("last_layer", _init, (self.bottleneck, self.out_dim))
     w = v / jnp.linalg.norm(v, axis=0, keepdims=True)
-    return (x.astype(self.dtype) @ w.astype(self.dtype)).astype(jnp.float32)
+    return x @ w  # f32 under bf16: the logits are divided by a 0.04 temperature
 
 
 class ViTSSLModel(nn.Module):
