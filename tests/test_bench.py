@@ -111,3 +111,23 @@ def test_gpu_bench_times_the_real_step_on_cpu():
   out = gpu.run(repeats=1, config=config)
   assert out["gpu_images_per_s"] > 0 and out["gpu_model_tflops_per_step"] > 0
   assert out["gpu_mfu"] is None  # no peak for a CPU
+
+
+def test_collective_bytes_by_kind_from_hlo_text():
+  """Parsing of compiled HLO: tuple all-reduces, async starts, gradient and
+  FSDP parameter traffic told apart by the parameters' sizes."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from bagssl_jax.bench import memory  # pylint: disable=g-import-not-at-top
+  hlo = """
+  %ar = (f32[64,3]{1,0}, f32[192]{0}) all-reduce(f32[64,3]{1,0} %a, f32[192]{0} %b), channel_id=1
+  %ag = bf16[4096,8192]{1,0} all-gather(bf16[512,8192]{1,0} %z), dimensions={0}
+  %agp = f32[32,8]{1,0} all-gather(f32[4,8]{1,0} %w), dimensions={0}
+  %rs = f32[4,8]{1,0} reduce-scatter(f32[32,8]{1,0} %g), dimensions={0}
+  %ags = (f32[8]{0}, f32[64]{0}) all-gather-start(f32[8]{0} %x)"""
+  params = {"w": np.zeros((192,)), "v": np.zeros((3, 64)),
+            "fsdp": np.zeros((32, 8))}
+  out = memory.collective_bytes(hlo, params, num_devices=8)
+  assert out == {"gradient_all-reduce": 4 * (192 + 192),
+                 "all-gather": 4096 * 8192 * 2 + 64 * 4,
+                 "param_all-gather": 32 * 8 * 4,
+                 "gradient_reduce-scatter": 4 * 8 * 4}

@@ -87,7 +87,8 @@ def analyze(config, layout, devices=None) -> dict:
   compiled = step.lower(abstract_state,
                         abstract_batch(config, batch_sharding)).compile()
   m = compiled.memory_analysis()
-  collectives = collective_bytes(compiled.as_text(), abstract.params)
+  collectives = collective_bytes(compiled.as_text(), abstract.params,
+                                 mesh.size)
   out = dict(
       layout=layout, mesh=dict(mesh.shape), platform=mesh.devices.flat[0].platform,
       dtype=config.get("dtype", "float32"), global_batch=config.batch_size,
@@ -103,7 +104,7 @@ def analyze(config, layout, devices=None) -> dict:
       compile_s=round(time.time() - start, 1),
       collective_bytes=collectives,
       loss_collective_bytes=sum(v for k, v in collectives.items()
-                                if k != "gradient_all-reduce"))
+                                if k not in PARAMETER_TRAFFIC))
   # Live at once: inputs + outputs (minus the donated state they share) + temps.
   out["peak_bytes"] = (out["argument_bytes"] + out["output_bytes"]
                        - out["alias_bytes"] + out["temp_bytes"])
@@ -123,18 +124,23 @@ def _shape_bytes(dtype, dims):
   return n * size
 
 
-def collective_bytes(hlo_text, params=None) -> dict:
+def collective_bytes(hlo_text, params=None, num_devices=1) -> dict:
   """Bytes per device moved by each kind of collective in compiled HLO text
   (the result buffers of every all-reduce, all-gather, reduce-scatter,
   all-to-all and collective-permute; an async `-start` op counts its largest
-  buffer). With `params` (a pytree of arrays or ShapeDtypeStructs), all-reduce
-  buffers whose sizes match parameter leaves (one per leaf, by element count:
-  XLA may reshape a gradient) are counted as `gradient_all-reduce`, the rest
-  as the loss's own collectives."""
-  out, param_shapes = {}, {}
+  buffer). With `params` (a pytree of arrays or ShapeDtypeStructs), buffers
+  that match a parameter leaf by element count (one per leaf and kind; XLA
+  may reshape) are the parameters' own traffic: `gradient_all-reduce`,
+  `gradient_reduce-scatter` (FSDP: a result of 1/num_devices of a leaf) and
+  `param_all-gather` (FSDP). The rest is the loss's and the model's."""
+  out, counts = {}, {}
   for leaf in jax.tree.leaves(params or {}):
-    key = int(np.prod(leaf.shape))
-    param_shapes[key] = param_shapes.get(key, 0) + 1
+    n = int(np.prod(leaf.shape))
+    counts[n] = counts.get(n, 0) + 1
+  own = {"all-reduce": ("gradient_all-reduce", dict(counts), 1),
+         "all-gather": ("param_all-gather", dict(counts), 1),
+         "reduce-scatter": ("gradient_reduce-scatter", dict(counts),
+                            num_devices)}
   for line in hlo_text.splitlines():
     m = _COLLECTIVE.search(line)
     if not m:
@@ -144,12 +150,18 @@ def collective_bytes(hlo_text, params=None) -> dict:
       shapes = [max(shapes, key=lambda s: _shape_bytes(*s))]
     for dtype, dims in shapes:
       kind = m["op"]
-      key = int(np.prod([int(d) for d in dims.split(",") if d]))
-      if kind == "all-reduce" and param_shapes.get(key, 0) > 0:
-        param_shapes[key] -= 1
-        kind = "gradient_all-reduce"
+      n = int(np.prod([int(d) for d in dims.split(",") if d]))
+      if kind in own:
+        name, left, factor = own[kind]
+        if left.get(n * factor, 0) > 0:
+          left[n * factor] -= 1
+          kind = name
       out[kind] = out.get(kind, 0) + _shape_bytes(dtype, dims)
   return out
+
+
+PARAMETER_TRAFFIC = ("gradient_all-reduce", "gradient_reduce-scatter",
+                     "param_all-gather")
 
 
 def _mib(x):
@@ -193,7 +205,8 @@ def main(argv):
     kinds = ", ".join(f"{k} {v / 1e9:.3f} GB" for k, v in sorted(
         r["collective_bytes"].items()))
     print(f"{r['layout']}: collectives per device per step: {kinds or 'none'}"
-          f"; the loss's own (all but the gradient reduction): "
+          f"; the loss's and model's own (all but gradients and FSDP "
+          f"parameter gathers): "
           f"{r['loss_collective_bytes'] / 1e9:.3f} GB")
   if FLAGS.json:
     paths.write_text(FLAGS.json, json.dumps(rows, indent=2))
