@@ -103,7 +103,7 @@ def save(out_dir, results, with_markdown=True):
   old = paths.path(out_dir) / "results.json"
   if old.exists():
     try:
-      mtime = old.stat().st_mtime
+      mtime = old.stat().mtime  # seconds (epath's StatResult)
     except (OSError, AttributeError):
       mtime = None
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(mtime))
