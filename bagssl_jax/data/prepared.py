@@ -252,10 +252,16 @@ def prepare(data_config, out, splits, fmt=DEFAULT_FORMAT, workers=1,
       if s % num_shards == shard_index and not (out / (name + ".done")).exists():
         jobs.append((data_config, split, os.fspath(out), name, lo, hi, fmt,
                      image_size))
+  if (out / METADATA).exists():
+    old = json.loads((out / METADATA).read_text())
+    if old != meta:
+      diff = sorted(k for k in meta if old.get(k) != meta[k])
+      raise DataError(f"{out} holds a prepared dataset that differs in "
+                      f"{', '.join(diff)}: choose another --out or delete it")
   out.mkdir(parents=True, exist_ok=True)
   tmp = out / f".{METADATA}.tmp{os.getpid()}"
   tmp.write_text(json.dumps(meta, indent=1))
-  tmp.rename(out / METADATA)
+  tmp.replace(out / METADATA)
   total = sum(j[5] - j[4] for j in jobs)
   log(f"prepare: {len(jobs)} shards ({total:,} images) to write to {out} as "
       f"{fmt}, {image_size}x{image_size}x{data_config.channels}, "
