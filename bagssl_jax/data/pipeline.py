@@ -12,6 +12,7 @@ SelfPatch): the same with (b, G + L, 4) boxes, G global and L local crops).
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 
 import grain
@@ -279,23 +280,31 @@ def make_train_iterator(config, source, process_index=0, process_count=1):
 
 
 def eval_batches(source, batch_size, channels, image_size=0, max_images=None,
-                 process_index=0, process_count=1):
+                 process_index=0, process_count=1, read_threads=None):
   """Yields fixed-size {"image", "label", "mask", "index"} batches of this
-  process's share of `source` in order; the last batch is zero-padded."""
+  process's share of `source` in order; the last batch is zero-padded.
+  Images are decoded in parallel by `read_threads` threads (default: one
+  per core, at most 16), at most 2 x read_threads images ahead."""
   n = len(source) if not max_images else min(len(source), max_images)
   local = batch_size // process_count
   num_batches = -(-n // batch_size)
+  shares = [np.arange(b * batch_size, min((b + 1) * batch_size, n))[
+      process_index * local:(process_index + 1) * local]
+            for b in range(num_batches)]
   if isinstance(source, ArraySource) and not image_size:
     get = lambda idx: (source.images[idx], source.labels[idx])  # fast path
   else:
-    ds = grain.MapDataset.source(source).map(Preprocess(channels, image_size))
+    threads = read_threads or min(16, os.cpu_count() or 1)
+    rows = np.concatenate(shares or [np.zeros((0,), np.int64)])
+    ds = grain.MapDataset.source(rows).map(_ReadIndex(source, channels,
+                                                      image_size))
+    items = iter(ds.to_iter_dataset(grain.ReadOptions(
+        num_threads=threads, prefetch_buffer_size=2 * threads)))
     def get(idx):
-      items = [ds[int(i)] for i in idx]
-      return (np.stack([it["image"] for it in items]),
-              np.array([it["label"] for it in items], np.int32))
-  for b in range(num_batches):
-    idx = np.arange(b * batch_size, min((b + 1) * batch_size, n))
-    idx = idx[process_index * local:(process_index + 1) * local]
+      got = [next(items) for _ in idx]
+      return (np.stack([it["image"] for it in got]),
+              np.array([it["label"] for it in got], np.int32))
+  for idx in shares:
     images, labels = get(idx)
     if images.ndim == 3:
       images = images[..., None]
@@ -309,3 +318,16 @@ def eval_batches(source, batch_size, channels, image_size=0, max_images=None,
     yield {"image": images, "label": labels.astype(np.int32), "mask": mask,
            "index": idx}
 
+
+@dataclasses.dataclass(frozen=True)
+class _ReadIndex(grain.transforms.Map):
+  """A record index -> the record, its image preprocessed."""
+  source: object
+  channels: int
+  image_size: int
+
+  def map(self, i):
+    record = self.source[int(i)]
+    return {"image": preprocess_image(record["image"], self.channels,
+                                      self.image_size),
+            "label": record["label"]}
