@@ -66,14 +66,17 @@ def imagenet_like_folder(root, n, seed=0):
   return total / n / 1024
 
 
-def _config(path, name, batch=None):
-  """configs/imagenet_vicreg.py on `path`, 1 read thread, no workers."""
+def _config(path, name, batch=None, one_core=True):
+  """configs/imagenet_vicreg.py on `path` (one_core: 1 read thread, no
+  worker processes)."""
   import importlib.util  # pylint: disable=g-import-not-at-top
   spec = importlib.util.spec_from_file_location("imagenet_vicreg", CONFIG)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config()
-  config.data.update(name=name, path=path, read_threads=1, num_workers=0)
+  config.data.update(name=name, path=path)
+  if one_core:
+    config.data.update(read_threads=1, num_workers=0)
   config.run_eval = False
   if batch:
     config.batch_size = batch
@@ -183,16 +186,18 @@ def bench_imagenet_pipeline(repeats, num_images=192):
   for fmt in prepared.FORMATS:
     out[f"imagenet_prepared_{fmt}_cores_per_h100"] = (
         consume / out[f"imagenet_prepared_{fmt}_images_per_s_per_core"])
-  full = _config(folder, "image_folder")
+  full = _config(folder, "image_folder", one_core=False)
   for key, name, path in (("on_the_fly", "image_folder", folder),
                           ("prepared_raw", "prepared",
                            os.path.join(tmp, "raw"))):
-    c = _config(path, name, full.batch_size)
-    c.data.read_threads = full.data.read_threads
-    c.data.prefetch = full.data.prefetch
-    out[f"imagenet_{key}_worker_peak_rss_mib"] = worker_peak_rss_mib(c)
-  out["imagenet_worker_batch"] = full.batch_size
+    for b in (32, full.batch_size):
+      c = _config(path, name, b, one_core=False)
+      out[f"imagenet_{key}_worker_peak_rss_mib_batch{b}"] = (
+          worker_peak_rss_mib(c))
+  out["imagenet_batch"] = full.batch_size
   out["imagenet_worker_read_threads"] = full.data.read_threads
   out["imagenet_worker_prefetch"] = full.data.prefetch
+  out["imagenet_like_max_decoded_mib"] = max(
+      w * h * 3 for (w, h), _ in SIZE_MIX) / 2**20
   out["imagenet_image_size"] = image_size
   return out

@@ -163,7 +163,9 @@ def _write_shard(job):
   local = "://" not in os.fspath(out)
   tmp_dir = os.fspath(out) if local else tempfile.mkdtemp()
   tmp = os.path.join(tmp_dir, f".{name}.tmp{os.getpid()}")
-  writer = array_record_module.ArrayRecordWriter(tmp, "group_size:1")
+  # Uncompressed: zstd saves ~17% of raw images but triples the read time.
+  writer = array_record_module.ArrayRecordWriter(
+      tmp, "group_size:1,uncompressed")
   for i in range(lo, hi):
     record = source[i]
     image = preprocess_image(record["image"], channels, image_size)
