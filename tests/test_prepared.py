@@ -151,3 +151,11 @@ def test_prepare_train_eval_binary_end_to_end(tmp_path):
   errors = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
   assert proc.returncode == 2 and "Traceback" not in proc.stderr
   assert len(errors) == 1 and "has no labels" in errors[0], proc.stderr[-2000:]
+
+
+def test_imagenet_like_folder_has_imagenet_sizes_and_file_size(tmp_path):
+  from bagssl_jax.bench import pipeline as bench_pipeline
+  kb = bench_pipeline.imagenet_like_folder(str(tmp_path), 5)
+  sizes = {Image.open(p).size for p in tmp_path.glob("*.jpg")}
+  assert len(list(tmp_path.glob("*.jpg"))) == 5 and 60 < kb < 160
+  assert sizes <= {s for s, _ in bench_pipeline.SIZE_MIX}
