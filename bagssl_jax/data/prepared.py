@@ -30,6 +30,7 @@ import os
 import sys
 import tempfile
 import time
+import uuid
 
 import numpy as np
 from etils import epath
@@ -162,7 +163,7 @@ def _write_shard(job):
   out = epath.Path(out)
   local = "://" not in os.fspath(out)
   tmp_dir = os.fspath(out) if local else tempfile.mkdtemp()
-  tmp = os.path.join(tmp_dir, f".{name}.tmp{os.getpid()}")
+  tmp = os.path.join(tmp_dir, f".{name}.tmp{uuid.uuid4().hex}")
   # Uncompressed: zstd saves ~17% of raw images but triples the read time.
   writer = array_record_module.ArrayRecordWriter(
       tmp, "group_size:1,uncompressed")
@@ -261,7 +262,7 @@ def prepare(data_config, out, splits, fmt=DEFAULT_FORMAT, workers=1,
       raise DataError(f"{out} holds a prepared dataset that differs in "
                       f"{', '.join(diff)}: choose another --out or delete it")
   out.mkdir(parents=True, exist_ok=True)
-  tmp = out / f".{METADATA}.tmp{os.getpid()}"
+  tmp = out / f".{METADATA}.tmp{uuid.uuid4().hex}"  # hosts write it alike
   tmp.write_text(json.dumps(meta, indent=1))
   tmp.replace(out / METADATA)
   total = sum(j[5] - j[4] for j in jobs)
