@@ -1,8 +1,10 @@
 """grain pipelines: the training patch stream and the eval image batches.
 
 Train: batches of (stream position, record index) from a per-epoch
-permutation, this process's block of each global batch -> read, preprocess
-and extract patches for the whole batch at once. Each element of
+permutation, this process's block of each global batch -> read and
+preprocess (image by image on parallel threads / workers for sources that
+decode, one gather for in-memory arrays) -> extract patches for the whole
+batch at once. Each element of
 the resulting iterator is {"patches": uint8 (b, N, p, p, C),
 "label": int32 (b,)} for this process's b = batch_size / process_count images
 (with config.crop="rrc": {"image": uint8 (b, H, W, C), "boxes": (b, N, 4),
