@@ -82,11 +82,13 @@ def test_prepare_resumes_and_splits_over_hosts(tmp_path):
   assert "3 shards" in logs[0] and "2 shards" in logs[1]
   first = (out / "train-00000-of-00003.array_record").stat().st_mtime_ns
   (out / "train-00002-of-00003.done").unlink()  # killed while writing it
+  (out / ".train-00002-of-00003.tmp123").write_bytes(b"partial")
   prepared.prepare(config.data, out, ["train", "test"], "raw",
                    images_per_shard=7, log=logs.append)
   assert "1 shards (7 images)" in logs[-1]
   assert (out / "train-00000-of-00003.array_record").stat().st_mtime_ns == first
   assert len(prepared.PreparedSource(out, "train")) == 20
+  assert not list(out.glob(".*tmp*"))
 
 
 def test_unlabelled_flat_folder_trains_but_does_not_evaluate(tmp_path):

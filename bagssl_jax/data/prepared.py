@@ -163,6 +163,8 @@ def _write_shard(job):
   out = epath.Path(out)
   local = "://" not in os.fspath(out)
   tmp_dir = os.fspath(out) if local else tempfile.mkdtemp()
+  for stale in out.glob(f".{name}.tmp*"):  # left by a killed prepare
+    stale.unlink(missing_ok=True)
   tmp = os.path.join(tmp_dir, f".{name}.tmp{uuid.uuid4().hex}")
   # Uncompressed: zstd saves ~17% of raw images but triples the read time.
   writer = array_record_module.ArrayRecordWriter(
