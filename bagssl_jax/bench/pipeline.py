@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import tempfile
 import time
 
@@ -200,4 +201,5 @@ def bench_imagenet_pipeline(repeats, num_images=192):
   out["imagenet_like_max_decoded_mib"] = max(
       w * h * 3 for (w, h), _ in SIZE_MIX) / 2**20
   out["imagenet_image_size"] = image_size
+  shutil.rmtree(tmp, ignore_errors=True)
   return out
