@@ -40,9 +40,9 @@ def check_inputs(config, data_parallel, process_count):
 
 def _check_labels(source, config, split):
   if not getattr(source, "num_classes", None):
-    raise sources.DataError(
-        f"split '{split}' of {config.data.name} has no labels, which eval "
-        "needs (set config.run_eval=False to train only)")
+    raise sources.no_labels_error(
+        source, split, config.data.name,
+        " (set config.run_eval=False to train only)")
 
 
 def heldout_source(config, data_parallel, process_count):

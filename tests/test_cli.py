@@ -82,7 +82,7 @@ def _undecodable(root):  # the first file: checked before compiling
 def _labels_missing(root):  # test images without class folders
   _png(root / "train" / "cat" / "0.png")
   _png(root / "test" / "0.png")
-  return "labels are missing", root / "test"
+  return "has no labels", root / "test"
 
 
 @pytest.mark.parametrize("make", [_empty_folder, _undecodable,

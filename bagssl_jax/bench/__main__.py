@@ -25,6 +25,10 @@ Sections (each runs in its own subprocess, so peak memory is its own):
             train steps of configs/fashion_mnist_{dino,selfpatch}.py (7x7
             ViT patches) and of SelfPatch with 4x4 patches (12-px local
             crops): the cost follows the number of tokens.
+  imagenet_pipeline  (not in the default list) configs/imagenet_vicreg.py's
+            host pipeline on one core, on the fly (JPEG folder) and prepared
+            (each stored format), its train FLOPs per image and the host
+            cores one H100 at 40% MFU needs (bench/pipeline.py).
   gpu       on a GPU or TPU only: configs/imagenet_vicreg.py's real train
             step in bf16 (uint8 patches -> augment -> model -> loss ->
             update) on all local devices: images/s, model FLOPs (lowered,
@@ -43,10 +47,10 @@ import sys
 
 from absl import app, flags
 
-from bagssl_jax.bench import sections
+from bagssl_jax.bench import pipeline, sections
 
 SECTIONS = ("pipeline", "train", "torch", "eval", "probe", "gpu")
-EXTRA_SECTIONS = ("scaling", "vit")
+EXTRA_SECTIONS = ("scaling", "vit", "imagenet_pipeline")
 flags.DEFINE_bool("json", False, "Print one JSON object as the last line.")
 flags.DEFINE_list("sections", list(SECTIONS), "Which benchmarks to run.")
 flags.DEFINE_string("section", None, "Internal: run one section in-process.")
@@ -64,7 +68,9 @@ def _run_section(name):
   return {"pipeline": sections.bench_pipeline, "train": sections.bench_train,
           "gpu": sections.bench_gpu, "torch": sections.bench_torch,
           "scaling": sections.bench_scaling,
-          "vit": sections.bench_vit}[name](FLAGS.repeats)
+          "vit": sections.bench_vit,
+          "imagenet_pipeline": pipeline.bench_imagenet_pipeline,
+          }[name](FLAGS.repeats)
 
 
 def _child(name):

@@ -1,8 +1,10 @@
 """grain pipelines: the training patch stream and the eval image batches.
 
 Train: batches of (stream position, record index) from a per-epoch
-permutation, this process's block of each global batch -> read, preprocess
-and extract patches for the whole batch at once. Each element of
+permutation, this process's block of each global batch -> read and
+preprocess (image by image on parallel threads / workers for sources that
+decode, one gather for in-memory arrays) -> extract patches for the whole
+batch at once. Each element of
 the resulting iterator is {"patches": uint8 (b, N, p, p, C),
 "label": int32 (b,)} for this process's b = batch_size / process_count images
 (with config.crop="rrc": {"image": uint8 (b, H, W, C), "boxes": (b, N, 4),
@@ -12,6 +14,7 @@ SelfPatch): the same with (b, G + L, 4) boxes, G global and L local crops).
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
 import sys
 
@@ -190,25 +193,92 @@ class ShuffledBatchIndices(grain.MapDataset):
     return np.stack([pos, record], axis=1)
 
 
+class ShuffledRecordIndices(grain.MapDataset):
+  """Element j: row j % b of this process's block of global batch j // b, as
+  (2,) int64 [stream position, record index] (`ShuffledBatchIndices` row by
+  row), so that grain's threads and workers share a batch's images."""
+
+  def __init__(self, batches):
+    super().__init__()
+    self._batches, self._local = batches, batches._local  # pylint: disable=protected-access
+
+  def __len__(self):
+    return sys.maxsize // self._batches._global  # pylint: disable=protected-access
+
+  def __str__(self):
+    return f"ShuffledRecordIndices({self._batches})"
+
+  def __getitem__(self, j):
+    if isinstance(j, slice):
+      return self.slice(j)
+    return self._batches[j // self._local][j % self._local]
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadImage(grain.transforms.Map):
+  """(stream position, record index) -> {"pos", "image", "label"}: one
+  image read, decoded and preprocessed."""
+  source: object
+  channels: int
+  image_size: int
+
+  def map(self, row):
+    record = self.source[int(row[1])]
+    return {"pos": row[0],
+            "image": preprocess_image(record["image"], self.channels,
+                                      self.image_size),
+            "label": np.int32(record["label"])}
+
+
+@dataclasses.dataclass(frozen=True)
+class CropBatch(grain.transforms.Map):
+  """A batch of `ReadImage` elements -> its training views (`crop_views`)."""
+  spec: CropSpec
+
+  def map(self, batch):
+    return crop_views(batch["image"], batch["label"], batch["pos"], self.spec)
+
+
+def per_image(source, image_size):
+  """Whether the train pipeline reads image by image (decoded or on-disk
+  sources) rather than one vectorised gather per batch (in-memory arrays)."""
+  return not (isinstance(source, ArraySource) and not image_size)
+
+
 def make_train_iterator(config, source, process_index=0, process_count=1):
   """Checkpointable grain iterator of this process's patch batches: block
   `process_index` of `process_count` equal blocks of each global batch (see
   `sharding.process_batch_block`).
 
-  The batches of record indices come from `ShuffledBatchIndices`; reading,
-  preprocessing and cropping then run once per batch (`ReadAndCrop`),
-  vectorised."""
+  The batches of record indices come from `ShuffledBatchIndices`. Sources
+  that decode (files, TFDS, prepared datasets) are read image by image
+  (`ShuffledRecordIndices` -> `ReadImage`) by `data.read_threads` threads in
+  each of `data.num_workers` processes (all of them on the same batch), then
+  batched in order and cut into views (`CropBatch`). A worker holds at most
+  (read_threads + prefetch) images in flight: about (read_threads +
+  prefetch) x (decoded source image + data.image_size^2 x channels) bytes,
+  whatever the batch size. In-memory arrays keep one vectorised gather per
+  batch (`ReadAndCrop`)."""
   data = config.data
-  ds = ShuffledBatchIndices(len(source), config.seed, config.batch_size,
-                            process_index, process_count)
-  ds = ds.map(ReadAndCrop(source, data.channels, data.get("image_size") or 0,
-                          CropSpec.from_config(config)))
-  it = ds.to_iter_dataset(grain.ReadOptions(
-      num_threads=data.get("read_threads", 4),
-      prefetch_buffer_size=data.get("prefetch", 4)))
-  if data.get("num_workers", 0) > 0:
-    it = it.mp_prefetch(grain.MultiprocessingOptions(
-        num_workers=data.num_workers), worker_init_fn=ignore_sigterm)
+  image_size = data.get("image_size") or 0
+  spec = CropSpec.from_config(config)
+  read = grain.ReadOptions(num_threads=data.get("read_threads", 4),
+                           prefetch_buffer_size=data.get("prefetch", 4))
+  mp = grain.MultiprocessingOptions(num_workers=data.get("num_workers", 0))
+  batches = ShuffledBatchIndices(len(source), config.seed, config.batch_size,
+                                 process_index, process_count)
+  if not per_image(source, image_size):  # in memory: a gather per batch
+    ds = batches.map(ReadAndCrop(source, data.channels, image_size, spec))
+    it = ds.to_iter_dataset(read)
+    if mp.num_workers > 0:
+      it = it.mp_prefetch(mp, worker_init_fn=ignore_sigterm)
+    return iter(it)
+  ds = ShuffledRecordIndices(batches).map(
+      ReadImage(source, data.channels, image_size))
+  it = ds.to_iter_dataset(read)
+  if mp.num_workers > 0:
+    it = it.mp_prefetch(mp, worker_init_fn=ignore_sigterm)
+  it = it.batch(batches._local, drop_remainder=True).map(CropBatch(spec))  # pylint: disable=protected-access
   return iter(it)
 
 
@@ -221,23 +291,31 @@ def ignore_sigterm(worker_index, worker_count):
 
 
 def eval_batches(source, batch_size, channels, image_size=0, max_images=None,
-                 process_index=0, process_count=1):
+                 process_index=0, process_count=1, read_threads=None):
   """Yields fixed-size {"image", "label", "mask", "index"} batches of this
-  process's share of `source` in order; the last batch is zero-padded."""
+  process's share of `source` in order; the last batch is zero-padded.
+  Images are decoded in parallel by `read_threads` threads (default: one
+  per core, at most 16), at most 2 x read_threads images ahead."""
   n = len(source) if not max_images else min(len(source), max_images)
   local = batch_size // process_count
   num_batches = -(-n // batch_size)
+  shares = [np.arange(b * batch_size, min((b + 1) * batch_size, n))[
+      process_index * local:(process_index + 1) * local]
+            for b in range(num_batches)]
   if isinstance(source, ArraySource) and not image_size:
     get = lambda idx: (source.images[idx], source.labels[idx])  # fast path
   else:
-    ds = grain.MapDataset.source(source).map(Preprocess(channels, image_size))
+    threads = read_threads or min(16, os.cpu_count() or 1)
+    rows = np.concatenate(shares or [np.zeros((0,), np.int64)])
+    ds = grain.MapDataset.source(rows).map(_ReadIndex(source, channels,
+                                                      image_size))
+    items = iter(ds.to_iter_dataset(grain.ReadOptions(
+        num_threads=threads, prefetch_buffer_size=2 * threads)))
     def get(idx):
-      items = [ds[int(i)] for i in idx]
-      return (np.stack([it["image"] for it in items]),
-              np.array([it["label"] for it in items], np.int32))
-  for b in range(num_batches):
-    idx = np.arange(b * batch_size, min((b + 1) * batch_size, n))
-    idx = idx[process_index * local:(process_index + 1) * local]
+      got = [next(items) for _ in idx]
+      return (np.stack([it["image"] for it in got]),
+              np.array([it["label"] for it in got], np.int32))
+  for idx in shares:
     images, labels = get(idx)
     if images.ndim == 3:
       images = images[..., None]
@@ -251,3 +329,16 @@ def eval_batches(source, batch_size, channels, image_size=0, max_images=None,
     yield {"image": images, "label": labels.astype(np.int32), "mask": mask,
            "index": idx}
 
+
+@dataclasses.dataclass(frozen=True)
+class _ReadIndex(grain.transforms.Map):
+  """A record index -> the record, its image preprocessed."""
+  source: object
+  channels: int
+  image_size: int
+
+  def map(self, i):
+    record = self.source[int(i)]
+    return {"image": preprocess_image(record["image"], self.channels,
+                                      self.image_size),
+            "label": record["label"]}

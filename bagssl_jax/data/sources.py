@@ -1,5 +1,6 @@
 """Random-access image sources: Fashion-MNIST idx files, TFDS ArrayRecord,
-users' image folders (ROOT/<split>/<class>/*.png|jpg).
+users' image folders (ROOT/<split>/<class>/*.png|jpg, or unlabelled images),
+prepared datasets (data/prepared.py).
 
 A source is a grain RandomAccessDataSource (`__len__`, `__getitem__`) whose
 records are {"image": uint8 (H, W, C), "label": int32}; `image_shape` is the
@@ -66,21 +67,27 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif",
 
 
 class ImageFolderSource:
-  """ROOT/<split>/<class>/<image> (torchvision's ImageFolder convention).
+  """ROOT/<split>/<class>/<image> (torchvision's ImageFolder convention), or
+  unlabelled images: ROOT/<split>/*.jpg (or ROOT/*.jpg and ROOT/<sub>/*.jpg
+  for the train split when ROOT has no <split> folder), label -1.
 
   Classes are the sorted sub-folder names of ROOT/train (shared by every
   split); images are decoded with PIL when read, as RGB or L as asked, so
-  files of any size and mode work (set data.image_size when sizes differ).
+  files of any size and mode work (set data.image_size when sizes differ;
+  `probe_shape` finds the one size of a folder whose images share it).
   """
 
   def __init__(self, root, split, channels, classes=None, bad_images="stop"):
     folder = os.path.join(root, split)
-    if not os.path.isdir(folder):
+    flat_root = not os.path.isdir(folder) and split == "train"
+    if flat_root and os.path.isdir(root):
+      folder = root
+    elif not os.path.isdir(folder):
       raise DataError(f"image folder {folder} does not exist (expected "
                       f"{root}/{split}/<class>/<images>)")
-    self.classes = classes or sorted(
+    self.classes = [] if flat_root else (classes or sorted(
         d for d in os.listdir(folder)
-        if os.path.isdir(os.path.join(folder, d)))
+        if os.path.isdir(os.path.join(folder, d))))
     self.files, labels = [], []
     for label, name in enumerate(self.classes):
       class_dir = os.path.join(folder, name)
@@ -90,18 +97,43 @@ class ImageFolderSource:
         if f.lower().endswith(IMAGE_EXTENSIONS):
           self.files.append(os.path.join(class_dir, f))
           labels.append(label)
-    if not self.files:
-      loose = any(f.lower().endswith(IMAGE_EXTENSIONS)
-                  for f in os.listdir(folder))
-      raise DataError(
-          f"image folder {folder} has images but no class sub-folders: the "
-          f"labels are missing (expected {folder}/<class>/*.png|jpg)" if loose
-          else f"image folder {folder} has no images in class sub-folders "
-          f"(expected {folder}/<class>/*.png|jpg)")
+    if not self.files:  # unlabelled: the images under `folder`
+      self.classes = []
+      for d, subdirs, names in sorted(os.walk(folder)):
+        subdirs.sort()
+        self.files += [os.path.join(d, f) for f in sorted(names)
+                       if f.lower().endswith(IMAGE_EXTENSIONS)]
+      labels = [-1] * len(self.files)
+      if not self.files:
+        raise DataError(f"image folder {folder} has no images (expected "
+                        f"{folder}/<class>/*.png|jpg or {folder}/*.png|jpg)")
+      logging.info("image folder %s: %d unlabelled images (no class "
+                   "sub-folders)", folder, len(self.files))
     self.labels = np.asarray(labels, np.int32)
     self.num_classes, self.channels = len(self.classes), channels
     self.image_shape = None  # sizes may differ: data.image_size decides
     self.bad_images, self.skipped = bad_images, set()
+    self._probed, self.folder = False, folder
+
+  def probe_shape(self):
+    """The (H, W, C) all images share (read from the file headers), or None
+    when sizes differ."""
+    if not self._probed:
+      from PIL import Image  # pylint: disable=g-import-not-at-top
+      sizes = set()
+      for path in self.files:
+        try:
+          with Image.open(path) as im:
+            sizes.add(im.size)
+        except (OSError, ValueError, SyntaxError):
+          continue  # reported when read
+        if len(sizes) > 1:
+          break
+      if len(sizes) == 1:
+        w, h = sizes.pop()
+        self.image_shape = (h, w, self.channels)
+      self._probed = True
+    return self.image_shape
 
   def __len__(self):
     return len(self.files)
@@ -202,11 +234,23 @@ def tfds_source(name, split, data_dir=None):
                     label_key="label" if num_classes else None)
 
 
+def no_labels_error(source, split, name, hint=""):
+  """The one-line error of an eval that needs labels `source` lacks."""
+  folder = getattr(source, "folder", None)
+  where = f" ({folder} has no class sub-folders)" if folder else ""
+  return DataError(f"split '{split}' of {name} has no labels{where}, which "
+                   f"eval needs{hint}")
+
+
 def image_shape(source, data_config):
   """(H, W, C) of the images the model sees after `Preprocess`."""
   if data_config.get("image_size"):
     return (data_config.image_size, data_config.image_size,
             data_config.channels)
+  if source.image_shape is None and hasattr(source, "probe_shape"):
+    if source.probe_shape() is not None:
+      logging.info("%s: all images are %dx%d: data.image_size not needed",
+                   data_config.name, *source.image_shape[:2])
   if source.image_shape is None:
     raise DataError(f"images of {data_config.name} differ in size: set "
                     "config.data.image_size (resize + centre crop)")
@@ -216,6 +260,12 @@ def image_shape(source, data_config):
 def load_source(data_config, split):
   """The source of `data.name` for `split` ('train' or 'test' or a TFDS split)."""
   name, path = data_config.name, data_config.get("path") or ""
+  if name == "prepared":
+    if not path:
+      raise DataError("data.name 'prepared' needs data.path=DIR (written by "
+                      "`python -m bagssl_jax.prepare`)")
+    from bagssl_jax.data import prepared  # pylint: disable=g-import-not-at-top
+    return prepared.PreparedSource(path, split)
   if name == "image_folder":
     return image_folder(path, split, data_config.channels,
                         data_config.get("bad_images", "stop"))

@@ -47,18 +47,22 @@ def prepare(config):
   Returns (data config, train source, test source, image shape)."""
   config_lib.validate_eval(config)
   data = eval_data_config(config)
-  train_src = sources.load_source(data, data.train_split)
-  test_src = sources.load_source(data, data.test_split)
-  for split, src in ((data.train_split, train_src), (data.test_split, test_src)):
+  def opened(split):  # labels checked before the next split is opened
+    src = sources.load_source(data, split)
     if len(src) == 0:
       raise sources.DataError(f"split '{split}' of {data.name} is empty")
     if not getattr(src, "num_classes", None):
-      raise sources.DataError(f"split '{split}' of {data.name} has no labels, "
-                              "which eval needs")
-  if not data.get("image_size") and train_src.image_shape is None:
+      raise sources.no_labels_error(src, split, data.name)
+    return src
+  train_src = opened(data.train_split)
+  test_src = opened(data.test_split)
+  try:
+    sources.image_shape(train_src, data)
+  except sources.DataError:
     field = "eval.data" if config.eval.data.get("name") else "data"
     raise sources.DataError(f"images of {data.name} differ in size: set "
-                            f"config.{field}.image_size (resize + centre crop)")
+                            f"config.{field}.image_size (resize + centre "
+                            "crop)") from None
   image_shape = sources.image_shape(train_src, data)
   if config.patch_size > min(image_shape[:2]):
     raise config_lib.ConfigError(
