@@ -61,9 +61,16 @@ def base_config():
   c.data.read_threads = 4
   c.data.prefetch = 4
 
+  # On-device augmentation (data/augment.py, data/photometric.py). Per-view
+  # probabilities: view j of an image takes prob[j % len(prob)]; blur and
+  # solarization are off unless a preset sets them (BYOL / VICReg: blur
+  # (1.0, 0.1), solarize (0.0, 0.2)); random_order: the jitter ops in a random
+  # order per image, as torchvision's ColorJitter.
   c.augment = ml_collections.ConfigDict(dict(
       flip=True, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
-      jitter_prob=0.8, grayscale_prob=0.2))
+      jitter_prob=0.8, grayscale_prob=0.2, random_order=False,
+      blur_prob=(0.0,), blur_sigma=(0.1, 2.0), blur_kernel_frac=0.1,
+      solarize_prob=(0.0,)))
 
   c.model = ml_collections.ConfigDict(dict(
       name="resnet",  # or vit_tiny / vit_small (methods dino, selfpatch)

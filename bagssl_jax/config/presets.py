@@ -65,6 +65,30 @@ def _paper(scale, crop_size, epochs, data, model, patch_size, eval_,
                                         protocols=_RUNLOCAL_PROTOCOLS)))
 
 
+# The baselines' own augmentations (colour ops in a random order per image,
+# torchvision's ColorJitter; per-view blur and solarization probabilities),
+# used by both the patch runs and their :rrc baselines on the paper datasets
+# (the paper changes only the crop). BYOL's (Grill et al. 2020, Table 6),
+# which VICReg, Barlow Twins and MoCo v3 reuse: blur 1.0 / 0.1, solarize
+# 0.0 / 0.2. SimCLR's (Chen et al. 2020, colour strength 1.0): jitter
+# .8/.8/.8/.2, blur 0.5, no solarization. CIFAR: solo-learn
+# scripts/pretrain/cifar/augmentations/{asymmetric,symmetric}.yaml (no blur
+# in the asymmetric one). TCR keeps EMP-SSL's jitter (methods/tcr.py).
+_BYOL_AUG = dict(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
+                 jitter_prob=0.8, grayscale_prob=0.2, random_order=True,
+                 blur_prob=(1.0, 0.1), solarize_prob=(0.0, 0.2))
+_SIMCLR_AUG = dict(brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2,
+                   jitter_prob=0.8, grayscale_prob=0.2, random_order=True,
+                   blur_prob=(0.5,), solarize_prob=(0.0,))
+_TCR_AUG = dict(random_order=True)
+AUGMENT = {
+    "imagenet": dict(default=_BYOL_AUG, simclr=_SIMCLR_AUG,
+                     spectral=_SIMCLR_AUG, tcr=_TCR_AUG),
+    "cifar": dict(default=dict(_BYOL_AUG, blur_prob=(0.0,)),
+                  simclr=_SIMCLR_AUG, spectral=_SIMCLR_AUG, tcr=_TCR_AUG),
+}
+
+
 def _cifar(name, mean, std):
   """CIFAR-10/100: ResNet-34 (CIFAR stem), 14x14 patches resized to 32 px."""
   return _paper(
@@ -224,6 +248,8 @@ def build(dataset, method, arg=None):
       config.loss[name] = ml_collections.ConfigDict(
           dict(m.presets[d["scale"]]["loss"]))
   config.target_momentum = preset.get("tau", config.target_momentum)
+  aug = AUGMENT.get(d["scale"], {})
+  config.augment.update(aug.get(method, aug.get("default", {})))
   apply(config, preset)
   if "patch" in variants:
     config.patch_size = variants["patch"]

@@ -88,6 +88,7 @@ def validate(config, image_shape=None, data_parallel=1, process_count=1):
   if not isinstance(config.optimizer.get("predictor_constant_lr", False), bool):
     raise ConfigError("config.optimizer.predictor_constant_lr: must be True or "
                       f"False, not {config.optimizer.predictor_constant_lr!r}")
+  _validate_augment(config.augment)
   validate_eval(config)
   if config.data.get("bad_images", "stop") not in ("stop", "skip"):
     raise ConfigError(f"config.data.bad_images: unknown "
@@ -101,6 +102,20 @@ def validate(config, image_shape=None, data_parallel=1, process_count=1):
   if config.data.channels not in (1, 3):
     raise ConfigError(f"config.data.channels must be 1 or 3, "
                       f"got {config.data.channels}")
+
+
+def _validate_augment(aug):
+  for field in ("jitter_prob", "grayscale_prob", "blur_prob", "solarize_prob"):
+    value = aug.get(field, 0.0)
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if not values or any(not isinstance(v, (int, float)) or not 0 <= v <= 1
+                         for v in values):
+      raise ConfigError(f"config.augment.{field} must be a probability (or "
+                        f"one per view) in [0, 1], got {value!r}")
+  lo, hi = tuple(aug.get("blur_sigma", (0.1, 2.0)))
+  if not 0 < lo <= hi:
+    raise ConfigError(f"config.augment.blur_sigma must be (lo, hi) with 0 < lo"
+                      f" <= hi, got {tuple(aug.blur_sigma)!r}")
 
 
 def validate_eval(config):
