@@ -85,3 +85,28 @@ def test_bad_probability_is_a_config_error():
     assert "augment.solarize_prob" in str(e)
   else:
     raise AssertionError("no error")
+
+
+def test_rrc_boxes_are_drawn_on_the_original_image():
+  from bagssl_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  h, w = 40, 80  # wide: a centre crop would drop the left and right quarters
+  yy, xx = np.mgrid[0:h, 0:w]
+  image = np.stack([xx * 3, yy * 6, (xx + yy) * 2], -1).astype(np.uint8)
+  source = [{"image": image, "label": 1}] * 4
+  spec = pipeline.CropSpec(seed=0, crop="rrc", num_patches=8)
+  rows = np.stack([np.arange(4), np.arange(4)], 1)
+  el = pipeline.ReadAndCrop(source, 3, 32, spec).map(rows)
+  assert el["image"].shape == (4, 32, 32, 3) and el["boxes"].shape == (4, 8, 4)
+  left = el["boxes"][..., 1] * w / 32  # back in original pixels
+  assert left.min() < w / 4  # boxes reach where the centre crop is not
+  # The squashed image at the scaled box shows the original's box content.
+  box = el["boxes"][0, 0]
+  got = np.asarray(augment.crop_and_resize(
+      jnp.asarray(el["image"][None, :1], jnp.float32)[0] / 255.,
+      jnp.asarray(box[None, None]), 8))[0, 0]
+  t, l = box[0] * h / 32, box[1] * w / 32
+  bh, bw = box[2] * h / 32, box[3] * w / 32
+  ys = (t + (np.arange(8) + .5) * bh / 8).astype(int)
+  xs = (l + (np.arange(8) + .5) * bw / 8).astype(int)
+  want = image[ys][:, xs] / 255.
+  assert np.abs(got - want).mean() < 0.05
