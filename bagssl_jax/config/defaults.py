@@ -143,6 +143,12 @@ def base_config():
       # Training logs the loss terms on heldout_images test images every
       # heldout_every_steps steps (0: never).
       heldout_every_steps=200, heldout_images=256,
+      # Online kNN monitor (evaluation/monitor.py): every knn_every_steps
+      # steps (0: never), kNN accuracy of knn_monitor_test_images test images
+      # against knn_monitor_train_images train images under
+      # knn_monitor_protocol ("": 16_patches, or 16_crops for crop="rrc").
+      knn_every_steps=0, knn_monitor_train_images=2000,
+      knn_monitor_test_images=1000, knn_monitor_protocol="",
       # Transfer: evaluate on another dataset (name empty: the run's data).
       # Channels and normalisation stay the model's; image_size 0: the run's.
       data=dict(name="", path="", image_size=0, train_split="",

@@ -118,6 +118,27 @@ def _validate_augment(aug):
                       f" <= hi, got {tuple(aug.blur_sigma)!r}")
 
 
+def _validate_monitor(ev):
+  for field in ("knn_every_steps", "knn_monitor_train_images",
+                "knn_monitor_test_images"):
+    if not isinstance(ev.get(field, 0), int) or ev.get(field, 0) < 0:
+      raise ConfigError(f"config.eval.{field} must be a non-negative integer, "
+                        f"got {ev[field]!r}")
+  name = ev.get("knn_monitor_protocol", "")
+  if name:
+    try:
+      protocols_lib.parse(name)
+    except ValueError as e:
+      raise ConfigError(str(e).replace("config.eval.protocols",
+                                       "config.eval.knn_monitor_protocol"))
+  if ev.get("knn_every_steps", 0) and not (
+      ev.get("knn_monitor_train_images", 1) and
+      ev.get("knn_monitor_test_images", 1)):
+    raise ConfigError("config.eval.knn_monitor_train_images and "
+                      "knn_monitor_test_images must be > 0 with "
+                      "knn_every_steps")
+
+
 def validate_eval(config):
   """Checks config.eval (protocols, probes, figures, transfer data)."""
   ev = config.eval
@@ -141,6 +162,7 @@ def validate_eval(config):
     if not 0 < f < 1:
       raise ConfigError(f"config.eval.low_shot: {f!r} is not a fraction in "
                         "(0, 1)")
+  _validate_monitor(ev)
   for field in ("max_train_images", "max_test_images", "subset_max_train_images",
                 "subset_max_test_images", "health_images", "tsne_images",
                 "heldout_every_steps"):
