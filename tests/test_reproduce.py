@@ -63,3 +63,33 @@ def test_claims_read_the_measured_numbers():
               "convergence": {"1": 0.5, "2": 0.6, "4": 0.7}}}]}
   got = {c["claim"].split(" (")[0]: c["holds"] for c in render.claims(data)}
   assert all(got.values()) and len(got) == 4
+
+
+def test_a_killed_harness_runs_only_what_is_left(tmp_path):
+  from bagssl_jax.reproduce import runner  # pylint: disable=g-import-not-at-top
+  table = tables.get("fashion_mnist", ["vicreg"])
+  configs = [(r, runner.build(table, r, "runlocal")) for r in table.runs]
+  calls = []
+
+  def fake_train(config, run_dir, fail=False):
+    calls.append(run_dir)
+    if fail:
+      raise KeyboardInterrupt  # killed during the first run's training
+    (tmp_path / run_dir).joinpath("eval").mkdir(parents=True)
+    (tmp_path / run_dir / "eval" / "results.json").write_text(json.dumps(
+        {p: {"linear": 0.5, "knn": 0.4} for p in config.eval.protocols}))
+
+  lines = []
+  try:
+    runner.run_all(table, configs, str(tmp_path),
+                   lambda c, d: fake_train(c, d, fail=True), lines.append)
+  except KeyboardInterrupt:
+    pass
+  runner.run_all(table, configs, str(tmp_path), fake_train, lines.append)
+  assert len(calls) == 3 and "run 2 of 2: vicreg_rrc" in lines[-2]
+  ran, skipped = runner.run_all(table, configs, str(tmp_path), fake_train,
+                                lines.append)
+  assert (ran, skipped) == ([], ["vicreg_patch", "vicreg_rrc"])
+  data = render.write(table, str(tmp_path))
+  assert data["rows"][0]["patch"]["cells"]["16_patches"]["linear"] == 50.0
+  assert (tmp_path / "fashion_mnist.md").exists()
