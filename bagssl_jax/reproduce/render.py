@@ -72,8 +72,9 @@ def claims(data):
                                                               {}).items()}
     b = {k: v["linear"] for k, v in row.get("rrc", {}).get("cells",
                                                             {}).items()}
-    conv = row.get("rrc", {}).get("convergence") or row.get(
-        "patch", {}).get("convergence")
+    conv, whose = row.get("rrc", {}).get("convergence"), "baseline"
+    if not conv:
+      conv, whose = row.get("patch", {}).get("convergence"), "patch-trained"
     checks = []
     if p.get("central") is not None and p.get("16_patches") is not None:
       checks.append(("patch-trained central far below its 16 patches "
@@ -95,7 +96,7 @@ def claims(data):
     if conv:
       ns = [n for n in conv if n != "all"]
       vals = [conv[n] for n in ns]
-      checks.append(("convergence cosine rising with N (baseline)",
+      checks.append((f"convergence cosine rising with N ({whose})",
                      all(a <= c for a, c in zip(vals, vals[1:])),
                      ", ".join(f"N={n}: {conv[n]:.3f}" for n in ns)))
     for text, holds, figures in checks:
