@@ -82,6 +82,18 @@ class Reporter:
     if self.enabled:
       self._jsonl.flush(force=True)
 
+  def write_monitor(self, step, metrics, what=""):
+    """Logs monitor scalars (e.g. `knn_monitor`, evaluation/monitor.py)."""
+    if not self.enabled:
+      return
+    print(f"step {step}/{self.total_steps} " + " ".join(
+        f"{k}={v:.4f}" for k, v in sorted(metrics.items())) +
+          (f" ({what})" if what else ""), flush=True)
+    self._jsonl.write({"step": step, **metrics})
+    self._jsonl.flush()
+    for k, v in metrics.items():
+      self._tb.add_scalar(f"monitor/{k.replace('_monitor', '')}", v, step)
+
   def close(self):
     if self.enabled:
       self._jsonl.close()
@@ -98,6 +110,7 @@ def plot_loss_curve(workdir):
   """WORKDIR/loss_curve.png from metrics.jsonl (total and the loss terms)."""
   rows = paths.read_jsonl(paths.join(workdir, "metrics.jsonl"))
   heldout = [r for r in rows if "heldout_loss" in r]
+  monitor = [r for r in rows if "knn_monitor" in r]
   rows = [r for r in rows if "loss" in r]
   if not rows:
     return None
@@ -106,8 +119,15 @@ def plot_loss_curve(workdir):
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   skip = {"step", "lr", "patches_per_s", "grad_norm", "input_wait_share"}
   keys = ["loss"] + [k for k in rows[-1] if k not in skip | {"loss"}]
-  fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8))
+  n = len(keys) + bool(monitor)
+  fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 2.8))
   steps = np.array([r["step"] for r in rows])
+  if monitor:  # the online kNN accuracy (evaluation/monitor.py)
+    ax = np.atleast_1d(axes)[-1]
+    ax.plot([r["step"] for r in monitor], [r["knn_monitor"] for r in monitor],
+            marker="o")
+    ax.set_title("kNN accuracy (monitor)")
+    ax.set_xlabel("step")
   for ax, k in zip(np.atleast_1d(axes), keys):
     ax.plot(steps, [r.get(k, np.nan) for r in rows], label="train")
     if heldout and f"heldout_{k}" in heldout[-1]:

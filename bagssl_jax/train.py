@@ -14,6 +14,7 @@ from bagssl_jax import config as config_lib
 from bagssl_jax import heldout as heldout_lib
 from bagssl_jax import workdir as workdir_lib
 from bagssl_jax.data import make_train_iterator
+from bagssl_jax.evaluation import monitor as knn_monitor
 from bagssl_jax.evaluation import run as evaluation
 
 
@@ -111,6 +112,7 @@ def _train_and_evaluate(config, workdir, cleanup):
                                     config.data.get("device_prefetch", 2))
   cleanup.callback(batches.close)
   reporter.start(step, batches)
+  monitor = knn_monitor.make(model, config, mesh, reporter, total_steps)
   watcher = preemption.PreemptionWatcher()  # SIGTERM: save here, exit 0
   guard = numerics.FiniteGuard()  # never saves a non-finite state
   preempted = False
@@ -124,6 +126,8 @@ def _train_and_evaluate(config, workdir, cleanup):
         reporter.write(step, metrics)
       if heldout and (step % heldout_every == 0 or step == total_steps):
         reporter.write_heldout(step, heldout(state))
+      if monitor:
+        monitor.maybe(step, state)
       if (step % config.checkpoint_every_steps == 0 or step == total_steps
           or preempted):
         guard.check_now(step, state)

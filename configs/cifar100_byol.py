@@ -1,10 +1,16 @@
-"""BagSSL BYOL on CIFAR-100 (cf. paper Table 2).
+"""BagSSL BYOL on CIFAR-100 (paper Table 2: CIFAR-100).
 
 Experiment: ResNet-34 on 14x14 patches of TFDS `cifar100`, resized to 32 px.
 Recipe and variants (:patch=N, :input=N, :rrc, :runlocal):
 bagssl_jax/config/presets.py.
 Hyper-parameters: those of configs/cifar10_byol.py (same method preset).
-Paper number: see Table 2 (not verified here).
+Training (the paper's protocol): 2 patches per image a step with the
+method's two-view loss, 1000 epochs, the same for the :rrc baseline;
+`:views=N` trains N patches with EMP-SSL's view-to-mean loss instead.
+Eval (Table 2): central, 1, 16 and 256 patches (:rrc: crops), whole test set.
+Paper number: Table 2 (CIFAR-100), its byol row
+(BagSSL and the :rrc baseline); not verified here (the paper's text could not
+be read), so `python -m bagssl_jax.reproduce` marks it unknown.
 
   python -m bagssl_jax.main --config=configs/cifar100_byol.py --workdir=DIR
 """

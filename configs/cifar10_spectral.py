@@ -1,4 +1,4 @@
-"""BagSSL spectral contrastive on CIFAR-10 (cf. paper Table 1).
+"""BagSSL spectral contrastive on CIFAR-10 (paper Table 1: CIFAR-10).
 
 Experiment: ResNet-34 on 14x14 patches of TFDS `cifar10`, resized to 32 px.
 Recipe and variants (:patch=N, :input=N, :rrc, :runlocal):
@@ -9,7 +9,13 @@ Hyper-parameters (bagssl_jax/methods/spectral.py presets): loss of HaoChen et al
 0: jhaochenz96/spectral_contrastive_learning
 configs/spectral_resnet_mlp1000_norelu_cifar10_lr003_mu1.yaml,
 models/spectral.py. Their norm clipping at sqrt(mu) is not modelled.
-Paper number: see Table 1 (not verified here).
+Training (the paper's protocol): 2 patches per image a step with the
+method's two-view loss, 1000 epochs, the same for the :rrc baseline;
+`:views=N` trains N patches with EMP-SSL's view-to-mean loss instead.
+Eval (Table 1): central, 1, 16 and 256 patches (:rrc: crops), whole test set.
+Paper number: Table 1 (CIFAR-10), its spectral row
+(BagSSL and the :rrc baseline); not verified here (the paper's text could not
+be read), so `python -m bagssl_jax.reproduce` marks it unknown.
 
   python -m bagssl_jax.main --config=configs/cifar10_spectral.py --workdir=DIR
 """

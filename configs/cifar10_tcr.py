@@ -1,4 +1,4 @@
-"""BagSSL TCR (EMP-SSL) on CIFAR-10 (cf. paper Table 1).
+"""BagSSL TCR (EMP-SSL) on CIFAR-10 (paper Table 1: CIFAR-10).
 
 Experiment: ResNet-34 on 14x14 patches of TFDS `cifar10`, resized to 32 px.
 Recipe and variants (:patch=N, :input=N, :rrc, :runlocal):
@@ -9,7 +9,13 @@ invariance weight 200, head 4096-4096-1024, LARS lr 0.3 at batch 100 (0.768 per
 tsb0601/EMP-SSL main.py, model/model.py, dataset/aug.py. For scale: EMP-SSL's
 README reports 93.1% (CIFAR-10) and 72.4% (CIFAR-100) after 30 epochs with 20
 patches (ResNet-18) - EMP-SSL's numbers, not BagSSL's.
-Paper number: see Table 1 (not verified here).
+Training (the paper's protocol): 2 patches per image a step with the
+method's two-view loss, 1000 epochs, the same for the :rrc baseline;
+`:views=N` trains N patches with EMP-SSL's view-to-mean loss instead.
+Eval (Table 1): central, 1, 16 and 256 patches (:rrc: crops), whole test set.
+Paper number: Table 1 (CIFAR-10), its tcr row
+(BagSSL and the :rrc baseline); not verified here (the paper's text could not
+be read), so `python -m bagssl_jax.reproduce` marks it unknown.
 
   python -m bagssl_jax.main --config=configs/cifar10_tcr.py --workdir=DIR
 """

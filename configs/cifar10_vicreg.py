@@ -1,4 +1,4 @@
-"""BagSSL VICReg on CIFAR-10 (cf. paper Table 1).
+"""BagSSL VICReg on CIFAR-10 (paper Table 1: CIFAR-10).
 
 Experiment: ResNet-34 on 14x14 patches of TFDS `cifar10`, resized to 32 px.
 Recipe and variants (:patch=N, :input=N, :rrc, :runlocal):
@@ -6,8 +6,13 @@ bagssl_jax/config/presets.py.
 Hyper-parameters (bagssl_jax/methods/vicreg.py presets): VICReg 25/25/1, projector
 2048-2048-2048, LARS base lr 0.3, wd 1e-4, 10 warmup epochs: solo-learn
 scripts/pretrain/cifar/vicreg.yaml.
-Paper number: 91.2% linear probe, 256 patches (Table 1), as quoted for the
-paper; not verified here against the paper text.
+Training (the paper's protocol): 2 patches per image a step with the
+method's two-view loss, 1000 epochs, the same for the :rrc baseline;
+`:views=N` trains N patches with EMP-SSL's view-to-mean loss instead.
+Eval (Table 1): central, 1, 16 and 256 patches (:rrc: crops), whole test set.
+Paper number: Table 1 (CIFAR-10), its vicreg row
+(BagSSL and the :rrc baseline); not verified here (the paper's text could not
+be read), so `python -m bagssl_jax.reproduce` marks it unknown.
 
   python -m bagssl_jax.main --config=configs/cifar10_vicreg.py --workdir=DIR
 """

@@ -1,4 +1,4 @@
-"""BagSSL TCR (EMP-SSL) on ImageNet-100 (cf. paper Table 3).
+"""BagSSL TCR (EMP-SSL) on ImageNet-100 (paper Table 3: ImageNet-100).
 
 Experiment: ResNet-50 on 100x100 patches of ImageNet-100 (image_folder; set
 data.path), resized to 224 px. Recipe and variants (:patch=N, :input=N, :rrc,
@@ -7,7 +7,13 @@ Hyper-parameters (bagssl_jax/methods/tcr.py presets): total coding rate eps^2 0.
 invariance weight 200, head 4096-4096-1024, LARS lr 0.3 at batch 100 (0.768 per
 256), wd 1e-4, no warmup, cosine to 0, ColorJitter(.4, .4, .4, .2):
 tsb0601/EMP-SSL main.py (README's ImageNet-100 command), dataset/aug4img.py.
-Paper number: see Table 3 (not verified here).
+Training (the paper's protocol): 2 patches per image a step with the
+method's two-view loss, 400 epochs, the same for the :rrc baseline;
+`:views=N` trains N patches with EMP-SSL's view-to-mean loss instead.
+Eval (Table 3): central, 1, 16 and 48 patches (:rrc: crops), whole test set.
+Paper number: Table 3 (ImageNet-100), its tcr row
+(BagSSL and the :rrc baseline); not verified here (the paper's text could not
+be read), so `python -m bagssl_jax.reproduce` marks it unknown.
 
   python -m bagssl_jax.main --config=configs/imagenet100_tcr.py --workdir=DIR
 """

@@ -1,4 +1,4 @@
-"""BagSSL VICReg on ImageNet-100 (cf. paper Table 3).
+"""BagSSL VICReg on ImageNet-100 (paper Table 3: ImageNet-100).
 
 Experiment: ResNet-50 on 100x100 patches of ImageNet-100 (image_folder; set
 data.path), resized to 224 px. Recipe and variants (:patch=N, :input=N, :rrc,
@@ -6,8 +6,13 @@ data.path), resized to 224 px. Recipe and variants (:patch=N, :input=N, :rrc,
 Hyper-parameters (bagssl_jax/methods/vicreg.py presets): VICReg 25/25/1, projector
 8192-8192-8192, LARS base lr 0.2, wd 1e-6, 10 warmup epochs:
 facebookresearch/vicreg main_vicreg.py defaults.
-Paper number: see Table 3 (not verified here; 76.9% on ImageNet-100 is the
-figure quoted for the paper, without naming the row).
+Training (the paper's protocol): 2 patches per image a step with the
+method's two-view loss, 400 epochs, the same for the :rrc baseline;
+`:views=N` trains N patches with EMP-SSL's view-to-mean loss instead.
+Eval (Table 3): central, 1, 16 and 48 patches (:rrc: crops), whole test set.
+Paper number: Table 3 (ImageNet-100), its vicreg row
+(BagSSL and the :rrc baseline); not verified here (the paper's text could not
+be read), so `python -m bagssl_jax.reproduce` marks it unknown.
 
   python -m bagssl_jax.main --config=configs/imagenet100_vicreg.py --workdir=DIR
 """

@@ -1,4 +1,4 @@
-"""BagSSL BYOL on ImageNet (cf. paper Fig. 3b).
+"""BagSSL BYOL on ImageNet (paper Fig. 3b: ImageNet, patch sizes).
 
 Experiment: ResNet-50 on 32x32 patches (`:patch=N`) of TFDS `imagenet2012`,
 resized to 224 px. Recipe and variants (:patch=N, :input=N, :rrc, :runlocal):
@@ -7,9 +7,14 @@ Hyper-parameters (bagssl_jax/methods/byol.py presets): EMA target momentum 0.99 
 1), projector 4096-256, predictor 4096, LARS base lr 0.45, wd 1e-6, 10 warmup
 epochs: the 100-epoch presets of google-deepmind/deepmind-research
 byol/configs/byol.py.
+Training (the paper's protocol): 2 patches per image a step with the
+method's two-view loss, 100 epochs, the same for the :rrc baseline;
+`:views=N` trains N patches with EMP-SSL's view-to-mean loss instead.
+Eval (Fig. 3b): central, 1 and 16 patches (:rrc: crops), whole test set.
 Paper number: 62% top-1 linear probe with 32x32 patches (abstract of arXiv
-2206.08954, read; the abstract names no method). Per method and patch size: see
-Fig. 3b (not verified here).
+2206.08954v2, read; the abstract names neither method nor aggregation).
+Per method and patch size: Fig. 3b, not verified here (marked unknown by
+`python -m bagssl_jax.reproduce --table=fig3b`).
 
   python -m bagssl_jax.main --config=configs/imagenet_byol.py --workdir=DIR
 """

@@ -1,4 +1,4 @@
-"""BagSSL VICReg on ImageNet (TFDS `imagenet2012`, ArrayRecord).
+"""BagSSL VICReg on ImageNet, paper Fig. 3b's BagSSL VICReg (patch sizes).
 
 Experiment: ResNet-50 (ImageNet stem) on fixed-scale 32x32 patches
 (`:patch=N` for the patch-size sweep) of images resized (shorter side) and
@@ -8,9 +8,14 @@ RandomResizedCrop(0.08, 1) baseline. Recipe and variants (:patch=N, :input=N,
 Hyper-parameters (bagssl_jax/methods/vicreg.py presets): VICReg 25/25/1,
 projector 8192-8192-8192, LARS base lr 0.2 per 256 images, wd 1e-6, 10
 warm-up epochs (facebookresearch/vicreg main_vicreg.py defaults).
+Training (the paper's protocol): 2 patches per image a step with the
+method's two-view loss, 100 epochs, the same for the :rrc baseline;
+`:views=N` trains N patches with EMP-SSL's view-to-mean loss instead.
+Eval (Fig. 3b): central, 1 and 16 patches (:rrc: crops), whole test set.
 Paper number: 62% top-1 linear probe with 32x32 patches (abstract of arXiv
-2206.08954, read; the abstract names no method). Per method and patch size: see
-Fig. 3b (not verified here).
+2206.08954v2, read; the abstract names neither method nor aggregation).
+Per method and patch size: Fig. 3b, not verified here (marked unknown by
+`python -m bagssl_jax.reproduce --table=fig3b`).
 Prepare the data once with `tfds build imagenet2012 --file_format=array_record
 --manual_dir=...` and point `data.path` (or TFDS_DATA_DIR) at it.
 

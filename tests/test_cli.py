@@ -51,7 +51,7 @@ def _assert_one_line_error(proc, field):
     (["--config=configs/nonexistent.py"], 1, "nonexistent.py"),
     (["--config=configs/imagenet_vicreg.py:nosuch"], 1,
      "unknown config variant 'nosuch' (choose from patch=N, rrc, input=N, "
-     "runlocal)"),
+     "views=N, runlocal)"),
     (["--config=configs/fashion_mnist_dino.py:rrc"], 1, "'rrc' is for the"),
     (["--coordinator_address=localhost:1234"], 1, "--num_processes"),
 ])

@@ -210,3 +210,28 @@ def test_paper_configs_run_a_real_step(tmp_path):
   config.total_steps, config.batch_size, config.run_eval = 1, 8, False
   state = train.train_and_evaluate(config, str(tmp_path / "in100"))
   assert int(state.step) == 1
+
+
+def test_paper_presets_follow_the_paper_protocol():
+  cifar = load_config("cifar10_vicreg")
+  assert (cifar.num_patches, cifar.multi_view, cifar.patch_size,
+          cifar.input_size) == (2, "pairs", 14, 32)
+  assert cifar.num_epochs == load_config("cifar10_vicreg", "rrc").num_epochs
+  assert tuple(cifar.eval.protocols) == ("central", "1_patch", "16_patches",
+                                         "256_patches")
+  assert (cifar.eval.subset_max_train_images,
+          cifar.eval.subset_max_test_images) == (0, 0)  # whole test set
+  imagenet = load_config("imagenet_vicreg", "patch=32")
+  assert (imagenet.patch_size, imagenet.input_size) == (32, 224)
+  rrc = load_config("imagenet100_vicreg", "rrc")
+  assert tuple(rrc.eval.protocols) == ("central", "1_crop", "16_crops",
+                                       "48_crops")
+  many = load_config("cifar10_vicreg", "views=20")
+  assert (many.num_patches, many.multi_view) == (20, "mean")
+
+
+def test_crop_protocols_maps_patch_counts_to_crop_counts():
+  assert presets.crop_protocols(("central", "1_patch", "16_patches",
+                                 "all_patches")) == (
+                                     "central", "1_crop", "16_crops",
+                                     "all_patches")

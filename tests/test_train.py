@@ -20,9 +20,16 @@ needs_fmnist = pytest.mark.skipif(
 @needs_fmnist
 def test_runlocal_end_to_end_and_resume(tmp_path):
   config = load_config("fashion_mnist_vicreg", "runlocal")
+  config.eval.knn_every_steps = 2  # the online kNN monitor: steps 2 and 3
+  config.eval.knn_monitor_train_images = 32
+  config.eval.knn_monitor_test_images = 16
   workdir = str(tmp_path)
   state = train.train_and_evaluate(config, workdir)
   assert int(state.step) == 3
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    knn = [json.loads(l) for l in f if "knn_monitor" in l]
+  assert [r["step"] for r in knn] == [2, 3]
+  assert all(0 <= r["knn_monitor"] <= 1 for r in knn)
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2", "3"]
   with open(os.path.join(workdir, "eval", "results.json")) as f:
     results = json.load(f)
@@ -36,6 +43,7 @@ def test_runlocal_end_to_end_and_resume(tmp_path):
   assert os.listdir(os.path.join(workdir, "tensorboard"))
   # Restarting with more steps resumes from step 3, not from scratch.
   config.total_steps, config.run_eval = 5, False
+  config.eval.knn_every_steps = 0
   resumed = train.train_and_evaluate(config, workdir)
   assert int(resumed.step) == 5
   loaded = checkpoints.load(workdir)

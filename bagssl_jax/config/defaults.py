@@ -62,9 +62,16 @@ def base_config():
   c.data.prefetch = 4
   c.data.device_prefetch = 2  # global batches placed on the devices ahead
 
+  # On-device augmentation (data/augment.py, data/photometric.py). Per-view
+  # probabilities: view j of an image takes prob[j % len(prob)]; blur and
+  # solarization are off unless a preset sets them (BYOL / VICReg: blur
+  # (1.0, 0.1), solarize (0.0, 0.2)); random_order: the jitter ops in a random
+  # order per image, as torchvision's ColorJitter.
   c.augment = ml_collections.ConfigDict(dict(
       flip=True, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
-      jitter_prob=0.8, grayscale_prob=0.2))
+      jitter_prob=0.8, grayscale_prob=0.2, random_order=False,
+      blur_prob=(0.0,), blur_sigma=(0.1, 2.0), blur_kernel_frac=0.1,
+      solarize_prob=(0.0,)))
 
   c.model = ml_collections.ConfigDict(dict(
       name="resnet",  # or vit_tiny / vit_small (methods dino, selfpatch)
@@ -137,6 +144,12 @@ def base_config():
       # Training logs the loss terms on heldout_images test images every
       # heldout_every_steps steps (0: never).
       heldout_every_steps=200, heldout_images=256,
+      # Online kNN monitor (evaluation/monitor.py): every knn_every_steps
+      # steps (0: never), kNN accuracy of knn_monitor_test_images test images
+      # against knn_monitor_train_images train images under
+      # knn_monitor_protocol ("": 16_patches, or 16_crops for crop="rrc").
+      knn_every_steps=0, knn_monitor_train_images=2000,
+      knn_monitor_test_images=1000, knn_monitor_protocol="",
       # Transfer: evaluate on another dataset (name empty: the run's data).
       # Channels and normalisation stay the model's; image_size 0: the run's.
       data=dict(name="", path="", image_size=0, train_split="",

@@ -88,6 +88,7 @@ def validate(config, image_shape=None, data_parallel=1, process_count=1):
   if not isinstance(config.optimizer.get("predictor_constant_lr", False), bool):
     raise ConfigError("config.optimizer.predictor_constant_lr: must be True or "
                       f"False, not {config.optimizer.predictor_constant_lr!r}")
+  _validate_augment(config.augment)
   validate_eval(config)
   if config.data.get("bad_images", "stop") not in ("stop", "skip"):
     raise ConfigError(f"config.data.bad_images: unknown "
@@ -101,6 +102,41 @@ def validate(config, image_shape=None, data_parallel=1, process_count=1):
   if config.data.channels not in (1, 3):
     raise ConfigError(f"config.data.channels must be 1 or 3, "
                       f"got {config.data.channels}")
+
+
+def _validate_augment(aug):
+  for field in ("jitter_prob", "grayscale_prob", "blur_prob", "solarize_prob"):
+    value = aug.get(field, 0.0)
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if not values or any(not isinstance(v, (int, float)) or not 0 <= v <= 1
+                         for v in values):
+      raise ConfigError(f"config.augment.{field} must be a probability (or "
+                        f"one per view) in [0, 1], got {value!r}")
+  lo, hi = tuple(aug.get("blur_sigma", (0.1, 2.0)))
+  if not 0 < lo <= hi:
+    raise ConfigError(f"config.augment.blur_sigma must be (lo, hi) with 0 < lo"
+                      f" <= hi, got {tuple(aug.blur_sigma)!r}")
+
+
+def _validate_monitor(ev):
+  for field in ("knn_every_steps", "knn_monitor_train_images",
+                "knn_monitor_test_images"):
+    if not isinstance(ev.get(field, 0), int) or ev.get(field, 0) < 0:
+      raise ConfigError(f"config.eval.{field} must be a non-negative integer, "
+                        f"got {ev[field]!r}")
+  name = ev.get("knn_monitor_protocol", "")
+  if name:
+    try:
+      protocols_lib.parse(name)
+    except ValueError as e:
+      raise ConfigError(str(e).replace("config.eval.protocols",
+                                       "config.eval.knn_monitor_protocol"))
+  if ev.get("knn_every_steps", 0) and not (
+      ev.get("knn_monitor_train_images", 1) and
+      ev.get("knn_monitor_test_images", 1)):
+    raise ConfigError("config.eval.knn_monitor_train_images and "
+                      "knn_monitor_test_images must be > 0 with "
+                      "knn_every_steps")
 
 
 def validate_eval(config):
@@ -126,6 +162,7 @@ def validate_eval(config):
     if not 0 < f < 1:
       raise ConfigError(f"config.eval.low_shot: {f!r} is not a fraction in "
                         "(0, 1)")
+  _validate_monitor(ev)
   for field in ("max_train_images", "max_test_images", "subset_max_train_images",
                 "subset_max_test_images", "health_images", "tsne_images",
                 "heldout_every_steps"):

@@ -2,13 +2,17 @@
 
 Patches arrive as uint8 from the host; here they are resized to the model's
 input size, flipped and colour-jittered (brightness, contrast, saturation,
-hue, grayscale; single-channel images use flip, brightness and contrast), and
-normalised. Randomness comes from a key folded with the step.
+hue, grayscale; single-channel images use flip, brightness and contrast),
+optionally blurred and solarized with per-view probabilities (photometric.py:
+the baselines' BYOL / VICReg recipe), and normalised. Randomness comes from a
+key folded with the step.
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+from bagssl_jax.data import photometric
 
 
 def to_float(x, input_size=None):
@@ -54,34 +58,57 @@ def _per_patch(key, shape, lo, hi):
   return jax.random.uniform(key, shape + (1, 1, 1), minval=lo, maxval=hi)
 
 
-def color_augment(rng, x, cfg):
-  """Random flip + colour jitter + grayscale on patches x (P, h, w, C) in [0,1]."""
+def color_augment(rng, x, cfg, num_views=1):
+  """Random flip + colour jitter + grayscale (+ blur, solarization) on
+  patches x (P, h, w, C) in [0,1]; image i is view i % num_views (for the
+  per-view probabilities). `cfg.random_order`: the jitter ops in a random
+  order per image (torchvision's ColorJitter), else brightness, contrast,
+  saturation, hue."""
   p = x.shape[0]
   keys = jax.random.split(rng, 8)
   if cfg.flip:
     flip = jax.random.bernoulli(keys[0], 0.5, (p, 1, 1, 1))
     x = jnp.where(flip, x[:, :, ::-1], x)
-  out = x
-  b, c = cfg.brightness, cfg.contrast
-  out = out * _per_patch(keys[1], (p,), 1 - b, 1 + b)
-  mean = _gray(out).mean(axis=(1, 2, 3), keepdims=True)
-  out = (out - mean) * _per_patch(keys[2], (p,), 1 - c, 1 + c) + mean
-  out = jnp.clip(out, 0., 1.)
-  if x.shape[-1] == 3:
-    s = cfg.saturation
+  b, c, s = cfg.brightness, cfg.contrast, cfg.saturation
+  f_b = _per_patch(keys[1], (p,), 1 - b, 1 + b)
+  f_c = _per_patch(keys[2], (p,), 1 - c, 1 + c)
+  f_s = _per_patch(keys[3], (p,), 1 - s, 1 + s)
+  shift = _per_patch(keys[4], (p,), -cfg.hue, cfg.hue)[..., 0]
+
+  def brightness(out):
+    return out * f_b  # clipped by contrast in the fixed order (as before)
+
+  def contrast(out):
+    mean = _gray(out).mean(axis=(1, 2, 3), keepdims=True)
+    return jnp.clip((out - mean) * f_c + mean, 0., 1.)
+
+  def saturation(out):
+    if out.shape[-1] != 3:
+      return out
     gray = _gray(out)
-    out = jnp.clip(gray + (out - gray) * _per_patch(keys[3], (p,), 1 - s,
-                                                    1 + s), 0., 1.)
+    return jnp.clip(gray + (out - gray) * f_s, 0., 1.)
+
+  def hue(out):
+    if out.shape[-1] != 3:
+      return out
     hsv = _rgb_to_hsv(out)
-    shift = _per_patch(keys[4], (p,), -cfg.hue, cfg.hue)[..., 0]
     hsv = hsv.at[..., 0].set((hsv[..., 0] + shift) % 1.)
-    out = _hsv_to_rgb(hsv)
+    return _hsv_to_rgb(hsv)
+
+  if cfg.get("random_order", False):
+    ops = (lambda o: jnp.clip(brightness(o), 0., 1.), contrast, saturation,
+           hue)
+    order = photometric.jitter_order(jax.random.fold_in(keys[7], 0), p)
+    out = photometric.apply_in_order(x, ops, order)
+  else:
+    out = hue(saturation(contrast(brightness(x))))
   jitter = jax.random.bernoulli(keys[5], cfg.jitter_prob, (p, 1, 1, 1))
   x = jnp.where(jitter, out, x)
   if x.shape[-1] == 3 and cfg.grayscale_prob > 0:
     to_gray = jax.random.bernoulli(keys[6], cfg.grayscale_prob, (p, 1, 1, 1))
     x = jnp.where(to_gray, jnp.broadcast_to(_gray(x), x.shape), x)
-  return x
+  return photometric.blur_and_solarize(jax.random.fold_in(keys[7], 1), x, cfg,
+                                       num_views)
 
 
 def crop_and_resize(images, boxes, size):
@@ -111,6 +138,7 @@ def train_views(rng, batch, config):
                         batch["boxes"], config.input_size)
   else:
     x = to_float(batch["patches"], config.input_size)
+  num_views = x.shape[1]
   x = x.reshape((-1,) + x.shape[2:])
-  x = color_augment(rng, x, config.augment)
+  x = color_augment(rng, x, config.augment, num_views)
   return normalize(x, config.data.mean, config.data.std)

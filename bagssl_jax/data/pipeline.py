@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from bagssl_jax.data import patches as patches_lib
+from bagssl_jax.data import rrc
 from bagssl_jax.data.sources import ArraySource
 
 
@@ -139,6 +140,9 @@ class ReadAndCrop(grain.transforms.Map):
   spec: CropSpec
 
   def map(self, rows):
+    if self.spec.crop == "rrc" and self.image_size:  # boxes on the original
+      return rrc.read_rrc_batch(self.source, rows, self.channels,
+                                self.image_size, self.spec, preprocess_image)
     images, labels = read_batch(self.source, rows[:, 1], self.channels,
                                 self.image_size)
     return crop_views(images, labels, rows[:, 0], self.spec)

@@ -1,0 +1,118 @@
+"""Which runs make each table: config, variant, protocols, eval overrides.
+
+A run is (row, column group): `patch` runs train on fixed-scale patches and
+are evaluated on central / k patches; `rrc` runs are the multi-scale
+RandomResizedCrop baseline evaluated on central / the same k crops. fig3b's
+rows are patch sizes of BagSSL VICReg on ImageNet (sizes this repository's
+choice; the paper's list is not verified here) plus the baseline.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+PAPER_METHODS = ("vicreg", "simclr", "byol", "tcr")
+FIG3B_PATCHES = (16, 32, 64, 96, 128)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  name: str  # subdirectory of the table's workdir
+  row: str  # method (or patch size)
+  group: str  # "patch" | "rrc"
+  config: str  # configs/<file>.py
+  variant: str  # the config's variants, comma-separated
+
+  @property
+  def config_arg(self):
+    return f"configs/{self.config}.py" + (f":{self.variant}" if self.variant
+                                          else "")
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+  name: str
+  title: str
+  runs: tuple
+  columns: dict  # group -> protocols, in display order
+  # Each run evaluates its group's columns plus these (16_patches on the
+  # baseline gives its convergence cosine, Fig. 3a).
+  extra: dict = dataclasses.field(
+      default_factory=lambda: {"rrc": ("16_patches",)})
+  # Eval limits of the table's numbers (not applied under :runlocal).
+  limits: tuple = (("eval.max_test_images", 0),
+                   ("eval.subset_max_test_images", 0),
+                   ("eval.subset_max_train_images", 0))
+  note: str = ""
+
+  def protocols(self, run):
+    return self.columns[run.group] + self.extra.get(run.group, ())
+
+
+def _protocols(ks, kind):
+  return tuple(f"{k}_{kind}" + ("" if k == 1 else
+                                "es" if kind == "patch" else "s")
+               for k in ks)
+
+
+def _paper_table(name, title, dataset, ks, methods):
+  patch = ("central",) + _protocols(ks, "patch")
+  crops = ("central",) + _protocols(ks, "crop")
+  runs = []
+  for m in methods:
+    runs.append(Run(f"{m}_patch", m, "patch", f"{dataset}_{m}", ""))
+    runs.append(Run(f"{m}_rrc", m, "rrc", f"{dataset}_{m}", "rrc"))
+  return Table(name, title, tuple(runs), {"patch": patch, "rrc": crops})
+
+
+def _fashion_mnist(methods):
+  """The analog: 14-px patches upsampled to 28 vs RandomResizedCrop(0.08, 1)
+  at 28, the presets' schedules; every protocol on all 10,000 test images,
+  the 256 protocol's probe fit on the first 10,000 train images."""
+  ks = (1, 16, 256)
+  patch = ("central",) + _protocols(ks, "patch")
+  crops = ("central",) + _protocols(ks, "crop")
+  runs = []
+  for m in methods:
+    runs.append(Run(f"{m}_patch", m, "patch", f"fashion_mnist_{m}",
+                    "input=28"))
+    runs.append(Run(f"{m}_rrc", m, "rrc", f"fashion_mnist_{m}", "rrc"))
+  return Table(
+      "fashion_mnist", "Fashion-MNIST analog of Tables 1-2", tuple(runs),
+      {"patch": patch, "rrc": crops},
+      limits=(("eval.max_test_images", 0), ("eval.subset_max_test_images", 0),
+              ("eval.subset_max_train_images", 10000),
+              ("eval.subset_protocols", ("256_patches", "256_crops"))),
+      note="Every protocol on the whole test set (10,000 images); the probes "
+      "of 256_patches / 256_crops fit on the first 10,000 train images, the "
+      "others on all 60,000.")
+
+
+def _fig3b(patch_sizes):
+  runs = [Run(f"vicreg_patch{p}", str(p), "patch", "imagenet_vicreg",
+              f"patch={p}") for p in patch_sizes]
+  runs.append(Run("vicreg_rrc", "rrc", "rrc", "imagenet_vicreg", "rrc"))
+  return Table("fig3b", "Fig. 3b: ImageNet, BagSSL VICReg per patch size",
+               tuple(runs), {"patch": ("central", "1_patch", "16_patches"),
+                             "rrc": ("central", "1_crop", "16_crops")})
+
+
+def get(name, methods=None, patch_sizes=None):
+  """The Table `name` (ValueError naming the choices)."""
+  methods = tuple(methods or PAPER_METHODS)
+  builders = {
+      "table1": lambda: _paper_table("table1", "Table 1: CIFAR-10", "cifar10",
+                                     (1, 16, 256), methods),
+      "table2": lambda: _paper_table("table2", "Table 2: CIFAR-100",
+                                     "cifar100", (1, 16, 256), methods),
+      "table3": lambda: _paper_table("table3", "Table 3: ImageNet-100",
+                                     "imagenet100", (1, 16, 48), methods),
+      "fig3b": lambda: _fig3b(tuple(patch_sizes or FIG3B_PATCHES)),
+      "fashion_mnist": lambda: _fashion_mnist(methods),
+  }
+  if name not in builders:
+    raise ValueError(f"unknown table '{name}' (choose from "
+                     f"{', '.join(builders)})")
+  return builders[name]()
+
+
+NAMES = ("table1", "table2", "table3", "fig3b", "fashion_mnist")
