@@ -199,12 +199,21 @@ def test_slurm_script_starts_a_process_per_gpu_and_requeues(tmp_path,
              SLURM_GPUS_ON_NODE="8")
   job = subprocess.Popen(["bash", "launch/slurm_multinode.sh"], cwd=ROOT,
                          env=env, stderr=subprocess.PIPE, text=True)
-  deadline = time.time() + 30
-  while not (log.exists() and len(log.read_text().splitlines()) >= 16):
-    assert job.poll() is None and time.time() < deadline
-    time.sleep(0.05)
-  job.send_signal(signal.SIGUSR1)
-  assert job.wait(timeout=30) == 0, job.stderr.read()
+  try:
+    deadline = time.time() + 30
+    while not (log.exists() and len(log.read_text().splitlines()) >= 16):
+      assert job.poll() is None and time.time() < deadline
+      time.sleep(0.05)
+    job.send_signal(signal.SIGUSR1)
+    assert job.wait(timeout=30) == 0, job.stderr.read()
+  finally:  # never leave the stand-in tasks behind
+    job.kill()
+    if pids.exists():
+      for pid in pids.read_text().split():
+        try:
+          os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+          pass
   lines = log.read_text().splitlines()
   tasks = [l.split() for l in lines[:16]]
   assert sorted(int(t[0]) for t in tasks) == list(range(16))
