@@ -140,6 +140,7 @@ def _train_and_evaluate(config, workdir, cleanup):
         f"{mgr.directory}") from None
   finally:
     watcher.close()  # a SIGTERM from here on (eval) stops the process
+    batches.close()  # stops reading ahead
     reporter.close()
   if preempted:
     mgr.wait_until_finished()
