@@ -11,7 +11,7 @@ def barlow_twins_loss(z1, z2, lambd=5e-3):
   diagonal and lambd * c_ij^2 off it."""
   n = z1.shape[0]
   standardise = lambda z: (z - z.mean(0)) / jnp.sqrt(z.var(0) + 1e-5)
-  c = standardise(z1).T @ standardise(z2) / n
+  c = standardise(z1).T @ base.split_columns(standardise(z2)) / n
   on_diag = jnp.sum((1. - jnp.diagonal(c))**2)
   off_diag = base.off_diagonal_sq_sum(c)
   return on_diag + lambd * off_diag, {"on_diagonal": on_diag,

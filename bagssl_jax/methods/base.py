@@ -102,6 +102,19 @@ def gather_batch(x):
   return jax.lax.with_sharding_constraint(x, jax.sharding.PartitionSpec())
 
 
+def split_columns(m):
+  """`m` (..., d) with its last axis split over every device of the step's
+  mesh, when traced under one and d divides evenly. For a d x d statistic of
+  a gathered z (VICReg's covariance, Barlow Twins' cross-correlation) each
+  device then computes only its column block, and what the backward sends
+  back is the n x d gradient of z, not d x d partial sums."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or mesh.size == 1 or m.shape[-1] % mesh.size:
+    return m
+  spec = (None,) * (m.ndim - 1) + (tuple(mesh.axis_names),)
+  return jax.lax.with_sharding_constraint(m, jax.sharding.PartitionSpec(*spec))
+
+
 def _online(model, params, state, rng, batch, config):
   """The batch's augmented views x and the online network's projections z
   (batch, views, dim), with the updated BatchNorm statistics."""

@@ -22,8 +22,8 @@ def vicreg_loss(z1, z2, sim_coeff=25., std_coeff=25., cov_coeff=1., eps=1e-4):
   std2 = jnp.sqrt(z2.var(axis=0, ddof=1) + eps)
   std_loss = (jnp.mean(jax.nn.relu(1. - std1)) +
               jnp.mean(jax.nn.relu(1. - std2))) / 2
-  cov1 = z1.T @ z1 / (n - 1)
-  cov2 = z2.T @ z2 / (n - 1)
+  cov1 = z1.T @ base.split_columns(z1) / (n - 1)  # column blocks per device
+  cov2 = z2.T @ base.split_columns(z2) / (n - 1)
   cov_loss = (base.off_diagonal_sq_sum(cov1) +
               base.off_diagonal_sq_sum(cov2)) / d
   loss = sim_coeff * repr_loss + std_coeff * std_loss + cov_coeff * cov_loss
