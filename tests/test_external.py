@@ -2,6 +2,7 @@
 equal the reference PyTorch models' (written here from the published
 architectures; torchvision / timm are not needed), bad files are one line."""
 import math
+import os
 
 import numpy as np
 import pytest
@@ -278,16 +279,14 @@ def test_timm_vit_small_npz_equals_torch(tmp_path):
 # ----------------------------------------------------------------------------
 
 
-def _resnet18_npz(tmp_path, drop=(), extra=()):
+def _resnet18_npz(tmp_path, drop=(), extra=(), width=64, stem=7):
   """A torchvision-named ResNet-18 state dict of zeros, as .npz."""
-  from bagssl_jax.models import resnet
-  del resnet
-  shapes = {"conv1.weight": (64, 3, 7, 7)}
+  shapes = {"conv1.weight": (width, 3, stem, stem)}
   for p in ("weight", "bias", "running_mean", "running_var"):
-    shapes[f"bn1.{p}"] = (64,)
-  cin = 64
+    shapes[f"bn1.{p}"] = (width,)
+  cin = width
   for i in range(4):
-    planes = 64 * 2**i
+    planes = width * 2**i
     for j in range(2):
       b = f"layer{i + 1}.{j}"
       shapes[f"{b}.conv1.weight"] = (planes, cin, 3, 3)
@@ -326,3 +325,63 @@ def test_missing_and_unknown_keys_one_line(tmp_path):
                      "format"):
     (tmp_path / "w.bin").write_bytes(b"0")
     checkpoints.load_external(tmp_path / "w.bin", "torchvision", "resnet18")
+
+
+# ----------------------------------------------------------------------------
+# The eval binary on an imported checkpoint (Table 5 protocols).
+# ----------------------------------------------------------------------------
+
+
+def _solo_npz(path, width, seed=0):
+  """Random He-init weights of a solo-learn CIFAR ResNet-18, as .npz."""
+  rng = np.random.default_rng(seed)
+  arrays = {}
+  for k, v in np.load(_resnet18_npz(path.parent, width=width, stem=3)).items():
+    if k.endswith("running_var"):
+      v = 1. + 0.1 * rng.random(v.shape)
+    elif k.endswith("weight") and v.ndim == 1:
+      v = np.ones_like(v)
+    elif v.ndim == 4:
+      v = rng.normal(0, np.sqrt(2. / v[0].size), v.shape)
+    arrays[f"backbone.{k}"] = v.astype(np.float32)
+  np.savez(path, **arrays)
+  return path
+
+
+def test_binary_table5_on_imported_solo_learn_resnet18(tmp_path):
+  import json
+  import subprocess
+  import sys
+  from PIL import Image
+  from tests.conftest import ROOT
+  rng = np.random.default_rng(0)
+  for split, n in (("train", 6), ("test", 3)):
+    for c in ("a", "b"):
+      os.makedirs(tmp_path / "data" / split / c)
+      for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                        ).save(tmp_path / "data" / split / c / f"{i}.png")
+  ckpt = _solo_npz(tmp_path / "solo.npz", width=16)  # narrow: a fast test
+  out = tmp_path / "out"
+  cmd = [sys.executable, "-m", "bagssl_jax.eval",
+         f"--external=solo-learn:resnet18:{ckpt}",
+         "--config=configs/eval/table5.py:runlocal", f"--workdir={out}",
+         "--config.data.name=image_folder", f"--config.data.path={tmp_path}/data",
+         "--config.data.image_size=32", "--config.input_size=16",
+         "--config.eval.probe_steps=20", "--config.eval.health_images=0",
+         "--config.eval.figures=False"]
+  r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                     timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  results = json.loads((out / "eval" / "results.json").read_text())
+  for name in ("central", "all_patches", "local_aggregation"):
+    assert 0 <= results[name]["linear"] <= 1 and "knn" in results[name]
+  assert (out / "eval" / "results.md").exists()
+  assert "local pass train: 12/12 images" in r.stderr, r.stderr
+  assert "orbax" not in r.stderr
+  bad = subprocess.run(cmd[:3] + ["--external=solo-learn:resnet18:nope.pth"]
+                       + cmd[4:], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600)
+  assert bad.returncode == 2
+  assert bad.stderr.strip().splitlines() == [
+      "error: no checkpoint file nope.pth"]

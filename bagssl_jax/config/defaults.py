@@ -124,6 +124,11 @@ def base_config():
       # local_aggregation (Table 5): patches on a local_stride grid, h
       # averaged in each cell of a local_grid x local_grid partition.
       local_stride=2, local_grid=2,
+      # central: the centred central_crop square of the (data.image_size)
+      # image, 0 the whole image (ImageNet: image_size 256, central_crop 224).
+      central_crop=0,
+      # An embedding pass logs images done, images/s and ETA this often.
+      progress_every_seconds=60.0,
       # Costly protocols use only the first subset_max_* images (0: all).
       subset_protocols=("256_patches", "1_crop", "16_crops",
                         "local_aggregation"),

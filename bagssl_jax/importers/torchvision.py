@@ -11,8 +11,9 @@ MEAN, STD = common.IMAGENET_MEAN, common.IMAGENET_STD
 INPUT_SIZE = 224
 
 
-def resnet_params(tensors, arch, path, width=64):
-  """(params, batch_stats, model fields) of a torchvision ResNet backbone."""
+def resnet_params(tensors, arch, path):
+  """(params, batch_stats, model fields) of a torchvision ResNet backbone
+  (its width, 64 for the published ones, read from the first convolution)."""
   used, missing, params, stats = set(), [], {}, {}
 
   def conv(ours, theirs, into):
@@ -28,6 +29,7 @@ def resnet_params(tensors, arch, path, width=64):
 
   stem = tensors.get("conv1.weight")
   cifar_stem = stem is not None and stem.shape[-1] == 3
+  width = stem.shape[0] if stem is not None else 64
   conv("stem_conv", "conv1", params)
   bn("stem_bn", "bn1", params, stats)
   bottleneck = resnet.BOTTLENECK[arch]
@@ -44,7 +46,8 @@ def resnet_params(tensors, arch, path, width=64):
         conv(f"Conv_{convs}", f"{theirs}.downsample.0", p)
         bn(f"BatchNorm_{convs}", f"{theirs}.downsample.1", p, s)
   common.check_keys(path, tensors, used, missing)
-  fields = dict(depth=arch, width=width, cifar_stem=cifar_stem,
+  fields = dict(name="resnet", depth=arch, width=width,
+                cifar_stem=cifar_stem, stage_widths=(), expand_width=0,
                 torch_padding=True, stem_padding=-1)
   return params, stats, fields
 
