@@ -25,9 +25,9 @@ def test_conv_lowerings_equal_lax_conv(hw, stride, k, cin, dense):
 
 
 @pytest.mark.parametrize("hw,stride,k,pad,dense", [
-    (4, 2, 3, 1, 9), (5, 2, 3, 1, 9), (3, 1, 3, 2, 25),  # dense
-    (8, 2, 3, 1, 4), (9, 2, 7, 3, 4), (8, 2, 1, 0, 4), (7, 1, 3, 2, 4),  # im2col
-    (6, 1, 3, 1, 4)])  # lax.conv
+    (5, 2, 3, 1, 9), (3, 1, 3, 2, 25),  # dense (Toeplitz)
+    (9, 2, 7, 3, 4), (8, 2, 1, 0, 4),  # im2col (stem; 1x1 stride 2, even side)
+    (7, 1, 3, 2, 4)])  # lax.conv
 def test_torch_padding_lowerings_equal_symmetric_lax_conv(hw, stride, k, pad,
                                                           dense):
   """padding=p: p zeros on each side and floor output sizes, as torch."""

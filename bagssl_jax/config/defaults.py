@@ -148,6 +148,9 @@ def base_config():
       # optax linear probe: AdamW on standardised features, lr x wd sweep on
       # a held-out 10% of train, then refit on all of train.
       probe_steps=2000, probe_batch_size=8192,
+      # Train features above this many MiB stay in host memory: the probe
+      # streams minibatches, kNN streams train chunks (ImageNet scale).
+      probe_device_mb=2048,
       probe_learning_rates=(1e-2, 3e-2, 1e-1),
       probe_weight_decays=(0.0, 1e-5, 1e-4)))
   return c
