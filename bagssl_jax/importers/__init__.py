@@ -102,8 +102,6 @@ def load_external(path, layout, arch, *, config=None, mean=None,
   fields, params, stats = LAYOUTS[layout].convert(tensors, arch, path)
   config = external_config(layout, arch, fields, config, mean, std)
   model = models.make_model(config)
-  if models.is_vit(config):
-    config.input_size = config.multicrop.global_size
   params = jax.tree.map(jnp.asarray, params)
   stats = jax.tree.map(jnp.asarray, stats)
   _check_tree(model, config, params, stats, path)
