@@ -369,6 +369,8 @@ def test_binary_table5_on_imported_solo_learn_resnet18(tmp_path):
          "--config.data.name=image_folder", f"--config.data.path={tmp_path}/data",
          "--config.data.image_size=32", "--config.input_size=16",
          "--config.eval.probe_steps=20", "--config.eval.health_images=0",
+         "--config.eval.probe_learning_rates=(0.1,)",
+         "--config.eval.probe_weight_decays=(0.0,)",
          "--config.eval.figures=False"]
   r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
                      timeout=600)
@@ -379,9 +381,14 @@ def test_binary_table5_on_imported_solo_learn_resnet18(tmp_path):
   assert (out / "eval" / "results.md").exists()
   assert "local pass train: 12/12 images" in r.stderr, r.stderr
   assert "orbax" not in r.stderr
-  bad = subprocess.run(cmd[:3] + ["--external=solo-learn:resnet18:nope.pth"]
-                       + cmd[4:], cwd=ROOT, capture_output=True, text=True,
-                       timeout=600)
-  assert bad.returncode == 2
-  assert bad.stderr.strip().splitlines() == [
-      "error: no checkpoint file nope.pth"]
+  # Bad --external values: one line each (the binary prints it as `error:`).
+  from bagssl_jax import importers
+  with pytest.raises(checkpoints.CheckpointError, match="LAYOUT:ARCH:PATH"):
+    importers.parse_spec("solo-learn:resnet18")
+  with pytest.raises(checkpoints.CheckpointError, match="unknown checkpoint "
+                     "layout 'caffe'"):
+    importers.parse_spec("caffe:resnet18:x.pth")
+  layout, arch, path = importers.parse_spec("solo-learn:resnet18:nope.pth")
+  with pytest.raises(checkpoints.CheckpointError,
+                     match="^no checkpoint file nope.pth$"):
+    importers.load_external(path, layout, arch)
