@@ -15,6 +15,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from bagssl_jax import sharding
 from bagssl_jax.data import augment
@@ -22,7 +23,6 @@ from bagssl_jax.evaluation import protocols
 from bagssl_jax.data import patches as patches_lib
 from bagssl_jax.data import pipeline
 from bagssl_jax.data.sources import ArraySource
-from absl import logging
 
 
 def _cos(a, b):
