@@ -392,3 +392,26 @@ def test_binary_table5_on_imported_solo_learn_resnet18(tmp_path):
   with pytest.raises(checkpoints.CheckpointError,
                      match="^no checkpoint file nope.pth$"):
     importers.load_external(path, layout, arch)
+
+
+def test_table_presets_load_and_validate():
+  import importlib.util
+  from bagssl_jax import config as config_lib
+  from bagssl_jax.evaluation import embedding
+  from tests.conftest import ROOT
+  got = {}
+  for name in ("table4", "table5"):
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(ROOT, "configs", "eval", name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    got[name] = module.get_config(None)
+    config_lib.validate_eval(got[name])
+  t4, t5 = got["table4"].eval, got["table5"].eval
+  assert t4.protocols == ("central", "1_crop", "16_crops", "48_crops")
+  assert got["table4"].data.image_size == 256 and t4.central_crop == 224
+  assert tuple(got["table4"].rrc_scale) == (0.08, 1.0)
+  assert got["table5"].patch_size == 16 and t5.local_stride == 4
+  images = np.arange(2 * 256 * 256).reshape(2, 256, 256, 1)
+  crop = embedding.central_crop(images, 224)
+  np.testing.assert_array_equal(crop, images[:, 16:240, 16:240])
