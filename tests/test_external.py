@@ -1,8 +1,11 @@
 """Imported checkpoints (torchvision, solo-learn, timm layouts): features
 equal the reference PyTorch models' (written here from the published
 architectures; torchvision / timm are not needed), bad files are one line."""
+import json
 import math
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -18,9 +21,7 @@ def _images(n, size, seed=0):
                                               dtype=np.uint8)
 
 
-# ----------------------------------------------------------------------------
 # PyTorch reference models, from torchvision's ResNet and timm's ViT specs.
-# ----------------------------------------------------------------------------
 
 
 def _torch_resnet(torch, arch, cifar_stem=False):
@@ -203,9 +204,7 @@ def _assert_close(h, ref):
   assert err <= 1e-4 * scale, (err, scale)
 
 
-# ----------------------------------------------------------------------------
 # Equivalence with the PyTorch models.
-# ----------------------------------------------------------------------------
 
 
 def test_torchvision_resnet18_pth_equals_torch(tmp_path):
@@ -274,9 +273,7 @@ def test_timm_vit_small_npz_equals_torch(tmp_path):
   _assert_close(h, _torch_h(torch, net, images, *IMAGENET))
 
 
-# ----------------------------------------------------------------------------
 # Bad checkpoints: one line naming the problem.
-# ----------------------------------------------------------------------------
 
 
 def _resnet18_npz(tmp_path, drop=(), extra=(), width=64, stem=7):
@@ -327,9 +324,7 @@ def test_missing_and_unknown_keys_one_line(tmp_path):
     checkpoints.load_external(tmp_path / "w.bin", "torchvision", "resnet18")
 
 
-# ----------------------------------------------------------------------------
 # The eval binary on an imported checkpoint (Table 5 protocols).
-# ----------------------------------------------------------------------------
 
 
 def _solo_npz(path, width, seed=0):
@@ -349,9 +344,6 @@ def _solo_npz(path, width, seed=0):
 
 
 def test_binary_table5_on_imported_solo_learn_resnet18(tmp_path):
-  import json
-  import subprocess
-  import sys
   from PIL import Image
   from tests.conftest import ROOT
   rng = np.random.default_rng(0)
