@@ -69,10 +69,17 @@ def _fit(x, y, rows, lrs, wds, mu, sd, num_classes, steps, batch_size, seed):
       params, lrs, wds)
   rng = np.random.default_rng(seed)
   batch_size = min(batch_size, len(rows))
-  for _ in range(steps):
+
+  def draw():
     idx = np.sort(rows[rng.integers(0, len(rows), batch_size)])
-    params, states = _step(params, states, lrs, wds, x[idx], y[idx], mu, sd,
+    return x[idx], y[idx]
+
+  batch = draw()
+  for _ in range(steps):
+    params, states = _step(params, states, lrs, wds, *batch, mu, sd,
                            num_classes=num_classes, steps=steps)
+    batch = draw()  # gathered while the device steps
+    jax.block_until_ready(params)  # one minibatch in flight, not all
   return params
 
 
@@ -157,6 +164,7 @@ def knn_predict(train_x, train_y, test_x, num_classes, *, k=20,
     yc = jnp.asarray(train_y[i:i + chunk])
     tops = [_merge_top_k(s, l, q, xc, yc, k=k)
             for (s, l), q in zip(tops, queries)]
+    jax.block_until_ready(tops)  # one chunk on the device at a time
   preds = [_vote(s, l, jnp.float32(temperature), num_classes=int(num_classes))
            for s, l in tops]
   return np.asarray(jnp.concatenate(preds)) if preds else np.zeros(0, np.int32)
