@@ -407,3 +407,12 @@ def test_table_presets_load_and_validate():
   images = np.arange(2 * 256 * 256).reshape(2, 256, 256, 1)
   crop = embedding.central_crop(images, 224)
   np.testing.assert_array_equal(crop, images[:, 16:240, 16:240])
+
+
+def test_torch_checkpoint_without_torch_is_one_line(tmp_path, monkeypatch):
+  path = tmp_path / "resnet50.pth"
+  path.write_bytes(b"not read")
+  monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` fails
+  with pytest.raises(checkpoints.CheckpointError,
+                     match="torch checkpoint and torch is not installed"):
+    checkpoints.load_external(path, "torchvision", "resnet50")
