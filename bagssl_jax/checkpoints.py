@@ -200,3 +200,10 @@ def load(workdir, step=None) -> LoadedModel:
                             f"restored ({_first_line(e)})") from None
   mgr.close()
   return LoadedModel(config, state.params, state.batch_stats, step, model)
+
+
+def load_external(path, layout, arch, **kwargs) -> LoadedModel:
+  """A checkpoint trained elsewhere (torchvision, solo-learn, timm layouts);
+  see `bagssl_jax.importers.load_external`."""
+  from bagssl_jax import importers  # pylint: disable=g-import-not-at-top
+  return importers.load_external(path, layout, arch, **kwargs)

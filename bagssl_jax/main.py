@@ -2,14 +2,13 @@
 --workdir=DIR [--config.field=value ...]`."""
 from __future__ import annotations
 
-import logging as logging_std
 import sys
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from bagssl_jax import distributed, train
+from bagssl_jax import distributed, quiet_log, train
 from bagssl_jax.checkpoints import CheckpointError
 from bagssl_jax import config as config_lib
 from bagssl_jax.config import ConfigError
@@ -32,19 +31,10 @@ flags.DEFINE_enum("distributed", "auto", distributed.MODES,
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-class _QuietLibraries(logging_std.Filter):
-  """Drops INFO chatter of orbax/etils/absl internals from the run's log."""
-
-  def filter(self, record):
-    return record.levelno >= logging_std.WARNING or not any(
-        s in record.pathname for s in (
-        "orbax", "etils", "grain", "jax/_src", "gcsfs", "fsspec"))
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  quiet_log.install()
   try:
     config = FLAGS.config  # the config file is loaded here, lazily
     config.method  # pylint: disable=pointless-statement  (raises if it failed)

@@ -29,6 +29,23 @@ def test_conv_lowerings_equal_lax_conv(hw, stride, k, cin, dense):
   np.testing.assert_allclose(conv.apply(params, x), ref, atol=1e-5)
 
 
+@pytest.mark.parametrize("hw,stride,k,pad,dense", [
+    (5, 2, 3, 1, 9), (3, 1, 3, 2, 25),  # dense (Toeplitz)
+    (9, 2, 7, 3, 4), (8, 2, 1, 0, 4),  # im2col (stem; 1x1 stride 2, even side)
+    (7, 1, 3, 2, 4)])  # lax.conv
+def test_torch_padding_lowerings_equal_symmetric_lax_conv(hw, stride, k, pad,
+                                                          dense):
+  """padding=p: p zeros on each side and floor output sizes, as torch."""
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, hw, hw, 3 if k == 7 else 6))
+  conv = models.Conv(5, k, stride, dense_max_outputs=dense, padding=pad)
+  params = conv.init(jax.random.PRNGKey(1), x)
+  ref = lax.conv_general_dilated(x, params["params"]["kernel"],
+                                 (stride, stride), ((pad, pad), (pad, pad)),
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  assert ref.shape[1] == (hw + 2 * pad - k) // stride + 1
+  np.testing.assert_allclose(conv.apply(params, x), ref, atol=1e-5)
+
+
 @pytest.mark.parametrize("depth,cifar,size,feat", [
     ("resnet18", True, 14, 128), ("resnet34", True, 14, 128),
     ("resnet50", False, 64, 512)])

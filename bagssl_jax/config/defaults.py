@@ -132,6 +132,11 @@ def base_config():
       # local_aggregation (Table 5): patches on a local_stride grid, h
       # averaged in each cell of a local_grid x local_grid partition.
       local_stride=2, local_grid=2,
+      # central: the centred central_crop square of the (data.image_size)
+      # image, 0 the whole image (ImageNet: image_size 256, central_crop 224).
+      central_crop=0,
+      # An embedding pass logs images done, images/s and ETA this often.
+      progress_every_seconds=60.0,
       # Costly protocols use only the first subset_max_* images (0: all).
       subset_protocols=("256_patches", "1_crop", "16_crops",
                         "local_aggregation"),
@@ -157,6 +162,9 @@ def base_config():
       # optax linear probe: AdamW on standardised features, lr x wd sweep on
       # a held-out 10% of train, then refit on all of train.
       probe_steps=2000, probe_batch_size=8192,
+      # Train features above this many MiB stay in host memory: the probe
+      # streams minibatches, kNN streams train chunks (ImageNet scale).
+      probe_device_mb=2048,
       probe_learning_rates=(1e-2, 3e-2, 1e-1),
       probe_weight_decays=(0.0, 1e-5, 1e-4)))
   return c

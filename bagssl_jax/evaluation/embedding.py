@@ -10,9 +10,12 @@ whole-image h and the mean h of the first N patches (Fig. 3a).
 """
 from __future__ import annotations
 
+import time
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from bagssl_jax import sharding
 from bagssl_jax.data import augment
@@ -83,7 +86,8 @@ class PassEmbedder:
     out = {"label": batch["label"], "mask": batch["mask"]}
     central = None
     if self.central:
-      central = self._h(variables, augment.to_float(batch["image"]))
+      central = self._h(variables, augment.to_float(
+          central_crop(batch["image"], self.config.eval.get("central_crop"))))
       out["central"] = central
     if self.family == "crops":
       crops = augment.crop_and_resize(batch["image"].astype(jnp.float32) / 255.,
@@ -132,10 +136,16 @@ class PassEmbedder:
           tuple(c.rrc_scale), tuple(c.rrc_ratio))
     return batch
 
-  def __call__(self, variables, source, max_images=0, data_config=None):
-    """({protocol or cos_N: (n, ...)}, labels (n,)) of the first images."""
+  def __call__(self, variables, source, max_images=0, data_config=None,
+               what=""):
+    """({protocol or cos_N: (n, ...)}, labels (n,)) of the first images;
+    `what` (e.g. "train") names the pass in its progress lines."""
     data = data_config or self.config.data
     outputs = []
+    total = len(source) if not max_images else min(len(source), max_images)
+    progress = Progress(f"{self.family} pass{' ' + what if what else ''}",
+                        total, self.config.eval.get("progress_every_seconds",
+                                                    60))
     for batch in pipeline.eval_batches(
         source, self.batch_size, self.config.data.channels,
         data.get("image_size") or 0, max_images, jax.process_index(),
@@ -148,13 +158,53 @@ class PassEmbedder:
                                                                self.mesh)))
       if len(outputs) > 1:
         outputs[-2] = _masked(jax.device_get(outputs[-2]))
+        progress.update(len(outputs[-2]["label"]))
     if outputs:
       outputs[-1] = _masked(jax.device_get(outputs[-1]))
+      progress.update(len(outputs[-1]["label"]), last=True)
     keys = [k for k in (outputs[0] if outputs else {}) if k != "label"]
     feats = {k: np.concatenate([o[k] for o in outputs]) for k in keys}
     labels = (np.concatenate([o["label"] for o in outputs]) if outputs
               else np.zeros((0,), np.int32))
     return feats, labels
+
+
+def central_crop(images, side):
+  """The centred side x side square of (b, H, W, C) images (0: all); with
+  images resized to 256, side 224 is the standard ImageNet central view."""
+  if not side:
+    return images
+  h, w = images.shape[1:3]
+  top, left = (h - side) // 2, (w - side) // 2
+  return images[:, top:top + side, left:left + side]
+
+
+class Progress:
+  """Progress lines of an embedding pass: images done, images/s, ETA; one
+  every `every` seconds and one at the end."""
+
+  def __init__(self, name, total, every=60.):
+    self.name, self.total, self.every = name, total, every
+    self.done, self.t0 = 0, time.time()
+    self.last = self.t0
+
+  def update(self, n, last=False):
+    self.done += n
+    now = time.time()
+    if not last and now - self.last < self.every:
+      return
+    self.last = now
+    rate = self.done / max(now - self.t0, 1e-9)
+    eta = (self.total - self.done) / rate if rate else float("inf")
+    logging.info("eval: %s: %d/%d images, %.1f images/s, %s", self.name,
+                 self.done, self.total, rate,
+                 "done" if last else f"ETA {_duration(eta)}")
+
+
+def _duration(s):
+  s = int(s)
+  return (f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else
+          f"{s // 60}m{s % 60:02d}s")
 
 
 def _masked(out):

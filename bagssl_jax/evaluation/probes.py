@@ -237,17 +237,27 @@ def probe_all(train_x, train_y, test_x, test_y, num_classes, ev):
             weight_decays=tuple(ev.probe_weight_decays), steps=ev.probe_steps,
             seed=ev.seed)
 
+  # Train features larger than this stay on the host (evaluation/streamed.py).
+  stream = np.asarray(train_x).nbytes > ev.get("probe_device_mb", 2048) * 2**20
+  from bagssl_jax.evaluation import streamed  # pylint: disable=g-import-not-at-top
+
   def fit(idx=None):
     x, y = (train_x, train_y) if idx is None else (train_x[idx], train_y[idx])
     bs = ev.probe_batch_size or None
     bs = None if bs is None or bs >= len(y) else bs
+    if stream and idx is None and bs:
+      return streamed.linear_probe(x, y, test_x, test_y, num_classes,
+                                   batch_size=bs, **kw)["accuracy"]
     return linear_probe(x, y, test_x, test_y, num_classes, batch_size=bs,
                         **kw)["accuracy"]
 
   out = {"linear": float(fit())}
   for k in (ev.knn_k,) + tuple(ev.get("knn_extra_k", ())):
-    acc = knn_classify(train_x, train_y, test_x, test_y, num_classes, k=k,
-                       temperature=ev.knn_temperature)
+    acc = (accuracy(streamed.knn_predict(
+        train_x, train_y, test_x, num_classes, k=k,
+        temperature=ev.knn_temperature), test_y) if stream else knn_classify(
+            train_x, train_y, test_x, test_y, num_classes, k=k,
+            temperature=ev.knn_temperature))
     out["knn" if k == ev.knn_k and "knn" not in out else f"knn_{k}"] = acc
   for frac in ev.get("low_shot", ()):
     idx = low_shot_indices(train_y, frac, ev.seed)

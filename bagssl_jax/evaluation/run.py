@@ -64,6 +64,11 @@ def prepare(config):
                             f"config.{field}.image_size (resize + centre "
                             "crop)") from None
   image_shape = sources.image_shape(train_src, data)
+  side = config.eval.get("central_crop") or 0
+  if side > min(image_shape[:2]):
+    raise config_lib.ConfigError(
+        f"config.eval.central_crop {side} is larger than the "
+        f"{image_shape[0]}x{image_shape[1]} eval images of {data.name}")
   if config.patch_size > min(image_shape[:2]):
     raise config_lib.ConfigError(
         f"config.patch_size {config.patch_size} is larger than the "
@@ -86,8 +91,8 @@ def evaluate(model, variables, config, mesh, workdir=None, step=None,
       ev.protocols, ev):
     t = time.time()
     embedder = embedding.PassEmbedder(model, config, image_shape, mesh, names)
-    train_f, train_y = embedder(variables, train_src, max_train, data)
-    test_f, test_y = embedder(variables, test_src, max_test, data)
+    train_f, train_y = embedder(variables, train_src, max_train, data, "train")
+    test_f, test_y = embedder(variables, test_src, max_test, data, "test")
     t_embed = time.time() - t
     for n in embedder.convergence_ns:
       conv.setdefault(n, float(np.mean(test_f[f"cos_{n}"])))

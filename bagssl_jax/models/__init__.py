@@ -29,7 +29,7 @@ def make_model(config):
         head_bottleneck=m.head_bottleneck, out_dim=m.out_dim,
         selfpatch=method.patch_head, patch_out_dim=m.patch_out_dim,
         agg_depth=m.agg_depth, representation=m.representation,
-        dtype=DTYPES[config.dtype])
+        dtype=DTYPES[config.dtype], exact_gelu=m.get("exact_gelu", False))
   return resnet.BagSSLModel(
       depth=m.depth, width=m.width, cifar_stem=m.cifar_stem,
       projector_dims=tuple(m.projector_dims),
@@ -37,7 +37,9 @@ def make_model(config):
       dtype=DTYPES[config.dtype],
       stage_widths=tuple(m.get("stage_widths", ())),
       expand_width=m.get("expand_width", 0),
-      projector_last_bn=m.get("projector_last_bn", False))
+      projector_last_bn=m.get("projector_last_bn", False),
+      torch_padding=m.get("torch_padding", False),
+      stem_padding=m.get("stem_padding", -1))
 
 
 def input_shape(config):

@@ -25,11 +25,21 @@ BOTTLENECK = {"resnet10": False, "resnet18": False, "resnet34": False, "resnet50
 CPU_LOWERINGS = True
 
 
-def _tap_matrix(h, w, k, s):
-  """0/1 tensor T[in_pos, out_pos, tap] of a k x k, stride-s 'SAME' convolution."""
-  ho, wo = -(-h // s), -(-w // s)
-  ph = max((ho - 1) * s + k - h, 0) // 2
-  pw = max((wo - 1) * s + k - w, 0) // 2
+def _geometry(n, k, s, padding):
+  """(output size, leading pad) of a k x k, stride-s convolution over n
+  positions: 'SAME' (padding < 0; XLA pads stride-2 layers asymmetrically) or
+  `padding` zeros on both sides as torch does (trailing pad unused if the
+  stride leaves it out)."""
+  if padding < 0:
+    out = -(-n // s)
+    return out, max((out - 1) * s + k - n, 0) // 2
+  return (n + 2 * padding - k) // s + 1, padding
+
+
+def _tap_matrix(h, w, k, s, padding=-1):
+  """0/1 tensor T[in_pos, out_pos, tap] of a k x k, stride-s convolution."""
+  ho, ph = _geometry(h, k, s, padding)
+  wo, pw = _geometry(w, k, s, padding)
   t = np.zeros((h * w, ho * wo, k * k), np.float32)
   for i in range(ho):
     for j in range(wo):
@@ -41,21 +51,21 @@ def _tap_matrix(h, w, k, s):
   return t, ho, wo
 
 
-def _im2col(x, k, s):
-  """(N, H, W, C) -> (N, Ho, Wo, k*k*C) patches of a 'SAME' k x k, stride-s
+def _im2col(x, k, s, padding=-1):
+  """(N, H, W, C) -> (N, Ho, Wo, k*k*C) patches of a k x k, stride-s
   convolution, taps ordered (kh, kw, C) like an HWIO kernel's reshape."""
   n, h, w, c = x.shape
-  ho, wo = -(-h // s), -(-w // s)
-  ph, pw = max((ho - 1) * s + k - h, 0), max((wo - 1) * s + k - w, 0)
-  x = jnp.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2),
-                  (0, 0)))
+  (ho, ph), (wo, pw) = _geometry(h, k, s, padding), _geometry(w, k, s, padding)
+  eh, ew = (ho - 1) * s + k - h - ph, (wo - 1) * s + k - w - pw
+  x = jnp.pad(x, ((0, 0), (ph, max(eh, 0)), (pw, max(ew, 0)), (0, 0)))
   cols = [x[:, a:a + (ho - 1) * s + 1:s, b:b + (wo - 1) * s + 1:s]
           for a in range(k) for b in range(k)]
   return cols[0] if k == 1 else jnp.concatenate(cols, axis=-1)
 
 
 class Conv(nn.Module):
-  """Square 'SAME' convolution without bias, kernel stored as HWIO.
+  """Square convolution without bias, kernel stored as HWIO; 'SAME' padding,
+  or with `padding` >= 0 that many zeros on each side (torch's Conv2d).
 
   Three lowerings of the same arithmetic, picked by shape for XLA:CPU speed
   (on accelerators only the last is used):
@@ -72,28 +82,29 @@ class Conv(nn.Module):
   dtype: Any = jnp.float32
   dense_max_outputs: int = 4
   cpu_lowerings: bool = True
+  padding: int = -1
 
   @nn.compact
   def __call__(self, x):
-    k, s = self.kernel_size, self.strides
+    k, s, pad = self.kernel_size, self.strides, self.padding
     kernel = self.param("kernel", nn.initializers.kaiming_normal(),
                         (k, k, x.shape[-1], self.features), jnp.float32)
     kernel = kernel.astype(self.dtype)
     n, h, w, c = x.shape
-    ho, wo = -(-h // s), -(-w // s)
+    ho, wo = _geometry(h, k, s, pad)[0], _geometry(w, k, s, pad)[0]
     cpu = (self.cpu_lowerings and CPU_LOWERINGS
            and jax.default_backend() == "cpu")
     if cpu and k > 1 and ho * wo <= self.dense_max_outputs:
-      taps, ho, wo = _tap_matrix(h, w, k, s)
+      taps, ho, wo = _tap_matrix(h, w, k, s, pad)
       dense = jnp.einsum("pqt,tio->piqo", taps.astype(self.dtype),
                          kernel.reshape(k * k, c, self.features))
       y = x.reshape(n, h * w * c) @ dense.reshape(h * w * c, -1)
       return y.reshape(n, ho, wo, self.features)
     if cpu and (s > 1 or k * k * c <= 32):
-      cols = _im2col(x, k, s)
+      cols = _im2col(x, k, s, pad)
       return cols @ kernel.reshape(k * k * c, self.features)
     return lax.conv_general_dilated(
-        x, kernel, (s, s), "SAME",
+        x, kernel, (s, s), "SAME" if pad < 0 else ((pad, pad), (pad, pad)),
         dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
@@ -142,6 +153,10 @@ class ResNet(nn.Module):
   Stage i has `width * 2**i` channels unless `stage_widths` lists them (a
   wider last stage widens h, the representation, at little cost on the
   small maps where it runs).
+  `torch_padding` (imported weights): every k x k convolution pads k // 2
+  zeros on each side, as torchvision's ResNets do, instead of 'SAME';
+  `stem_padding` >= 0 overrides the first convolution's (solo-learn's CIFAR
+  stem: 3x3, stride 1, padding 2).
   """
   depth: str = "resnet18"
   width: int = 64
@@ -150,18 +165,24 @@ class ResNet(nn.Module):
   dtype: Any = jnp.float32
   stage_widths: Sequence[int] = ()
   expand_width: int = 0
+  torch_padding: bool = False
+  stem_padding: int = -1
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    conv = functools.partial(Conv, dtype=self.dtype)
+    def conv(features, kernel_size=3, strides=1, **kw):
+      pad = kernel_size // 2 if self.torch_padding else -1
+      return Conv(features, kernel_size, strides, dtype=self.dtype,
+                  padding=kw.pop("padding", pad), **kw)
     norm = functools.partial(nn.BatchNorm, use_running_average=not train,
                              momentum=self.bn_momentum, epsilon=1e-5,
                              dtype=self.dtype)
     x = x.astype(self.dtype)
+    stem = {} if self.stem_padding < 0 else {"padding": self.stem_padding}
     if self.cifar_stem:
-      x = conv(self.width, 3, name="stem_conv")(x)
+      x = conv(self.width, 3, name="stem_conv", **stem)(x)
     else:
-      x = conv(self.width, 7, 2, name="stem_conv")(x)
+      x = conv(self.width, 7, 2, name="stem_conv", **stem)(x)
     x = nn.relu(norm(name="stem_bn")(x))
     if not self.cifar_stem:
       x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
@@ -222,21 +243,26 @@ class BagSSLModel(nn.Module):
   stage_widths: Sequence[int] = ()
   expand_width: int = 0
   projector_last_bn: bool = False
+  torch_padding: bool = False
+  stem_padding: int = -1
 
   def setup(self):
     self.backbone = ResNet(self.depth, self.width, self.cifar_stem,
                            dtype=self.dtype,
                            stage_widths=tuple(self.stage_widths),
-                           expand_width=self.expand_width)
-    self.projector = Projector(tuple(self.projector_dims), dtype=self.dtype,
-                               last_bn=self.projector_last_bn)
+                           expand_width=self.expand_width,
+                           torch_padding=self.torch_padding,
+                           stem_padding=self.stem_padding)
+    if self.projector_dims:  # () (a checkpoint without one): z = h
+      self.projector = Projector(tuple(self.projector_dims), dtype=self.dtype,
+                                 last_bn=self.projector_last_bn)
     if self.predictor_hidden:
       self.predictor = Projector((self.predictor_hidden,
                                   self.projector_dims[-1]), dtype=self.dtype)
 
   def __call__(self, x, train: bool = True):
     h = self.backbone(x, train)
-    return h, self.projector(h, train)
+    return h, self.projector(h, train) if self.projector_dims else h
 
   def predict(self, z, train: bool = True):
     """The predictor q(z) on the online projections."""

@@ -21,7 +21,8 @@ import numpy as np
 
 # name -> (dim, depth, heads). "vit_tiny"/"vit_small" as in DeiT/DINO;
 # config.model.vit_dim/vit_depth/vit_heads override them (0: the named size).
-VIT_SIZES = {"vit_tiny": (192, 12, 3), "vit_small": (384, 12, 6)}
+VIT_SIZES = {"vit_tiny": (192, 12, 3), "vit_small": (384, 12, 6),
+             "vit_base": (768, 12, 12)}
 REPRESENTATIONS = ("cls", "mean_patch", "cls_blocks")
 EVAL_BLOCKS = 4  # "cls_blocks": [CLS] of the last 4 blocks (DINO's linear eval)
 _init = nn.initializers.truncated_normal(0.02)
@@ -75,13 +76,17 @@ def top_k_neighbours(tokens, neighbours, valid, k):
 
 
 class Mlp(nn.Module):
+  """Linear-GELU-Linear; `exact_gelu`: the erf GELU of torch / timm (imported
+  weights) instead of the tanh approximation."""
   hidden: int
   dtype: Any = jnp.float32
+  exact_gelu: bool = False
 
   @nn.compact
   def __call__(self, x):
     d = x.shape[-1]
-    x = nn.gelu(nn.Dense(self.hidden, dtype=self.dtype, kernel_init=_init)(x))
+    x = nn.gelu(nn.Dense(self.hidden, dtype=self.dtype, kernel_init=_init)(x),
+                approximate=not self.exact_gelu)
     return nn.Dense(d, dtype=self.dtype, kernel_init=_init)(x)
 
 
@@ -90,6 +95,7 @@ class Block(nn.Module):
   heads: int
   mlp_ratio: float = 4.
   dtype: Any = jnp.float32
+  exact_gelu: bool = False
 
   @nn.compact
   def __call__(self, x):
@@ -98,7 +104,8 @@ class Block(nn.Module):
         self.heads, dtype=self.dtype, kernel_init=_init,
         force_fp32_for_softmax=True)(y)
     y = nn.LayerNorm(**_LN, dtype=self.dtype)(x)
-    return x + Mlp(int(x.shape[-1] * self.mlp_ratio), self.dtype)(y)
+    return x + Mlp(int(x.shape[-1] * self.mlp_ratio), self.dtype,
+                   self.exact_gelu)(y)
 
 
 class ViT(nn.Module):
@@ -110,6 +117,7 @@ class ViT(nn.Module):
   mlp_ratio: float = 4.
   image_size: int = 28  # the grid the position embeddings are learned for
   dtype: Any = jnp.float32
+  exact_gelu: bool = False
 
   @nn.compact
   def __call__(self, x, n_last=0):
@@ -133,7 +141,8 @@ class ViT(nn.Module):
         x.dtype), x], axis=1)
     outs = []
     for i in range(self.depth):
-      x = Block(self.heads, self.mlp_ratio, self.dtype, name=f"block{i}")(x)
+      x = Block(self.heads, self.mlp_ratio, self.dtype, self.exact_gelu,
+                name=f"block{i}")(x)
       outs.append(x)
     norm = nn.LayerNorm(**_LN, name="norm")
     if n_last:
@@ -224,10 +233,12 @@ class ViTSSLModel(nn.Module):
   agg_depth: int = 2
   representation: str = "cls"
   dtype: Any = jnp.float32
+  exact_gelu: bool = False
 
   def setup(self):
     self.backbone = ViT(self.patch, self.dim, self.depth, self.heads,
-                        image_size=self.image_size, dtype=self.dtype)
+                        image_size=self.image_size, dtype=self.dtype,
+                        exact_gelu=self.exact_gelu)
     self.head = DINOHead(self.head_hidden, self.head_bottleneck, self.out_dim,
                          dtype=self.dtype)
     if self.selfpatch:
