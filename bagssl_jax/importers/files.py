@@ -5,10 +5,12 @@ Lightning checkpoints) are read with torch when it is installed.
 """
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
 
+from bagssl_jax import paths
 from bagssl_jax.checkpoints import CheckpointError
 
 TORCH_SUFFIXES = (".pth", ".pt", ".ckpt", ".tar")
@@ -17,16 +19,23 @@ _NESTED = ("state_dict", "teacher", "model", "module", "net")
 
 
 def read_tensors(path) -> dict:
-  """Flat {key: float32 numpy array} of the checkpoint at `path`."""
-  if not os.path.isfile(path):
+  """Flat {key: float32 numpy array} of the checkpoint at `path` (a local
+  file or a bucket object, read through `paths`)."""
+  path = os.fspath(path)
+  try:
+    found = paths.exists(path) and not paths.is_dir(path)
+  except (OSError, ImportError) as e:
+    raise CheckpointError(f"cannot read {path}: {_first(e)}") from None
+  if not found:
     raise CheckpointError(f"no checkpoint file {path}")
   name = path.lower()
   try:
     if name.endswith(".safetensors"):
-      from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
-      return _as_numpy(load_file(path))
+      from safetensors.numpy import load  # pylint: disable=g-import-not-at-top
+      return _as_numpy(load(paths.path(path).read_bytes()))
     if name.endswith(".npz"):
-      with np.load(path, allow_pickle=False) as f:
+      with np.load(io.BytesIO(paths.path(path).read_bytes()),
+                   allow_pickle=False) as f:
         return _as_numpy({k: f[k] for k in f.files})
   except CheckpointError:
     raise
@@ -46,13 +55,15 @@ def _read_torch(path):
         f"{path} is a torch checkpoint and torch is not installed: `pip "
         "install torch` (CPU is enough), or convert it to .safetensors / "
         ".npz") from None
+  data = paths.path(path).read_bytes()
   try:
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
   except Exception:  # pylint: disable=broad-except
     # Lightning checkpoints pickle their hyper-parameters (omegaconf objects
     # and the like): the file the user named is trusted as a full pickle.
     try:
-      obj = torch.load(path, map_location="cpu", weights_only=False)
+      obj = torch.load(io.BytesIO(data), map_location="cpu",
+                       weights_only=False)
     except Exception as e:  # pylint: disable=broad-except
       raise CheckpointError(f"cannot read {path}: {_first(e)}") from None
   state = _unnest(obj)
