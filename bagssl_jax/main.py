@@ -35,14 +35,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   quiet_log.install()
-  try:
-    config = FLAGS.config  # the config file is loaded here, lazily
-    config.method  # pylint: disable=pointless-statement  (raises if it failed)
-  except Exception as e:  # pylint: disable=broad-except
-    lines = [l.strip() for l in str(e).strip().splitlines() if l.strip()]
-    print(f"error: cannot load {FLAGS['config'].serialize()}: "
-          f"{lines[-1] if lines else type(e).__name__}", file=sys.stderr)
-    sys.exit(2)
+  config = config_lib.loaded_config_or_exit(FLAGS)  # loads lazily, here
   try:
     how = distributed.initialize(FLAGS.distributed, FLAGS.coordinator_address,
                                  FLAGS.num_processes, FLAGS.process_id)

@@ -51,16 +51,12 @@ def read_text(p) -> str:
 
 def write_text(p, text: str) -> None:
   """Writes a whole file atomically (readers see the old or the new text)."""
-  p = path(p)
-  if is_remote(p):
-    p.write_text(text)
-    return
-  tmp = p.parent / f"{p.name}.{os.getpid()}.tmp"
-  tmp.write_text(text)
-  os.replace(tmp, p)
+  write_bytes(p, text.encode())
 
 
 def write_bytes(p, data: bytes) -> None:
+  """Writes a whole file atomically: locally a temporary file renamed over
+  `p`; on a bucket one upload (an object appears whole)."""
   p = path(p)
   if is_remote(p):
     p.write_bytes(data)

@@ -39,14 +39,7 @@ flags.mark_flags_as_required(["config", "out"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  try:
-    config = FLAGS.config
-    config.method  # pylint: disable=pointless-statement  (raises if it failed)
-  except Exception as e:  # pylint: disable=broad-except
-    lines = [l.strip() for l in str(e).strip().splitlines() if l.strip()]
-    print(f"error: cannot load {FLAGS['config'].serialize()}: "
-          f"{lines[-1] if lines else type(e).__name__}", file=sys.stderr)
-    sys.exit(2)
+  config = config_lib.loaded_config_or_exit(FLAGS)
   data = config.data
   if data.name == "prepared":
     print("error: config.data.name is already 'prepared': give the source "

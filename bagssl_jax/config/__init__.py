@@ -6,10 +6,12 @@
   presets.py     build(dataset, method, arg): what every configs/*.py returns
 """
 from bagssl_jax.config.cli import (OVERRIDE_ERRORS, exit_bad_override,
-                                   flags_parser, from_json, to_json)
+                                   flags_parser, from_json,
+                                   loaded_config_or_exit, to_json)
 from bagssl_jax.config.defaults import base_config, runlocal
 from bagssl_jax.config.validation import ConfigError, validate, validate_eval
 
 __all__ = ["ConfigError", "OVERRIDE_ERRORS", "base_config", "exit_bad_override",
-           "flags_parser", "from_json", "runlocal", "to_json", "validate",
+           "flags_parser", "from_json", "loaded_config_or_exit", "runlocal",
+           "to_json", "validate",
            "validate_eval"]

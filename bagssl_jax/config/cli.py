@@ -34,6 +34,20 @@ def one_line(error) -> str:
   return f"{flag}: {text.splitlines()[-1].strip()}"
 
 
+def loaded_config_or_exit(flag_values, field="method", name="config"):
+  """The config of a config-file flag, which loads lazily: a file that fails
+  to load (or lacks `field`) is one `error:` line, exit 2."""
+  try:
+    config = flag_values[name].value
+    config[field]  # pylint: disable=pointless-statement
+    return config
+  except Exception as e:  # pylint: disable=broad-except
+    lines = [l.strip() for l in str(e).strip().splitlines() if l.strip()]
+    print(f"error: cannot load {flag_values[name].serialize()}: "
+          f"{lines[-1] if lines else type(e).__name__}", file=sys.stderr)
+    sys.exit(2)
+
+
 def flags_parser(hint):
   """An absl `flags_parser` for app.run: a bad --config file or
   --config.<field> override is one `error:` line (ending with `hint`), exit 2,

@@ -104,14 +104,7 @@ def main_external():
   """Evaluates an imported checkpoint under the --config file's eval."""
   from bagssl_jax import importers  # pylint: disable=g-import-not-at-top
   fl = flags.FLAGS
-  try:
-    config = fl.config  # the config file is loaded here, lazily
-    config.eval  # pylint: disable=pointless-statement
-  except Exception as e:  # pylint: disable=broad-except
-    lines = [l.strip() for l in str(e).strip().splitlines() if l.strip()]
-    print(f"error: cannot load {fl['config'].serialize()}: "
-          f"{lines[-1] if lines else type(e).__name__}", file=sys.stderr)
-    sys.exit(2)
+  config = config_lib.loaded_config_or_exit(fl, field="eval")
   try:
     layout, arch, path = importers.parse_spec(fl.external)
     mean, std = external_normalization(fl.external_normalization, layout)
