@@ -69,3 +69,9 @@ def test_bucket_paths_write_nothing_locally(gcs_bucket, tmp_path):
   paths.makedirs(f"gs://{bucket}/nolocal/x")
   paths.write_text(f"gs://{bucket}/nolocal/x/y", "z")
   assert os.listdir(tmp_path) == []
+
+
+def test_image_folder_on_a_bucket_is_one_clear_error():
+  from bagssl_jax.data import sources  # pylint: disable=g-import-not-at-top
+  with pytest.raises(sources.DataError, match="local or mounted filesystem"):
+    sources.ImageFolderSource("gs://b/images", "train", 3)

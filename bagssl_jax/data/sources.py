@@ -78,6 +78,11 @@ class ImageFolderSource:
   """
 
   def __init__(self, root, split, channels, classes=None, bad_images="stop"):
+    if "://" in os.fspath(root):
+      raise DataError(
+          f"image folder {root}: image folders are read from a local or "
+          "mounted filesystem; for a bucket, prepare it once (python -m "
+          "bagssl_jax.prepare) or mount it (gcsfuse), or use TFDS ArrayRecord")
     folder = os.path.join(root, split)
     flat_root = not os.path.isdir(folder) and split == "train"
     if flat_root and os.path.isdir(root):
