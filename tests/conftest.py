@@ -39,7 +39,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def gcs_bucket(tmp_path_factory):
   """A real GCS JSON API server on localhost (gcp-storage-emulator, started
   by tests/gcs_server.py) with an empty bucket; yields (bucket name, env vars that point gcsfs,
