@@ -54,7 +54,7 @@ class Reporter:
                      if k not in ("loss", "lr"))
     print(f"step {step}/{self.total_steps} loss={metrics['loss']:.4f} "
           f"{terms} lr={metrics['lr']:.3g} {rate:,.0f} patches/s "
-          f"input {input_wait:.0%} ETA {_hms(eta)}", flush=True)
+          f"input {input_wait:.0%} ETA {hms(eta)}", flush=True)
     self._jsonl.write({"step": step, **metrics, "patches_per_s": rate,
                        "input_wait_share": input_wait})
     self._jsonl.flush()
@@ -101,9 +101,33 @@ class Reporter:
       plot_loss_curve(self.workdir)
 
 
-def _hms(seconds):
+def hms(seconds):
+  """H:MM:SS (? for an unknown time)."""
+  if seconds == float("inf"):
+    return "?"
   seconds = int(seconds)
   return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class Progress:
+  """A pass over `total` items: `update(n)` adds n done and, at most every
+  `every` seconds (and with `final=True`), calls
+  `emit(done, total, rate per second, eta seconds, final)`."""
+
+  def __init__(self, total, emit, every=60.):
+    self.total, self.emit, self.every = total, emit, every
+    self.done, self.t0 = 0, time.perf_counter()
+    self.last = self.t0
+
+  def update(self, n, final=False):
+    self.done += n
+    now = time.perf_counter()
+    if not final and now - self.last < self.every:
+      return
+    self.last = now
+    rate = self.done / max(now - self.t0, 1e-9)
+    eta = (self.total - self.done) / rate if rate else float("inf")
+    self.emit(self.done, self.total, rate, eta, final)
 
 
 def plot_loss_curve(workdir):

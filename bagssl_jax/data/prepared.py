@@ -29,12 +29,12 @@ import multiprocessing
 import os
 import sys
 import tempfile
-import time
 import uuid
 
 import numpy as np
 from etils import epath
 
+from bagssl_jax import reporting
 from bagssl_jax.data.sources import DataError
 
 FORMATS = ("raw", "png", "jpeg", "webp")
@@ -187,35 +187,19 @@ def _write_shard(job):
   return hi - lo
 
 
-class Progress:
-  """One line per update on stderr: done/total images, rate and ETA."""
+def _progress_bar(label):
+  """A `reporting.Progress` emitter: a bar on stderr, redrawn in place on a
+  terminal."""
 
-  def __init__(self, label, total, every_s=2.0):
-    self.label, self.total, self.every_s = label, total, every_s
-    self.done, self.t0, self.last = 0, time.perf_counter(), 0.0
-
-  def update(self, n, force=False):
-    self.done += n
-    now = time.perf_counter()
-    if not force and now - self.last < self.every_s:
-      return
-    self.last = now
-    rate = self.done / max(now - self.t0, 1e-9)
-    eta = (self.total - self.done) / rate if rate else float("inf")
+  def emit(done, total, rate, eta, final):
     width = 30
-    fill = int(width * self.done / max(self.total, 1))
-    end = "\r" if sys.stderr.isatty() and self.done < self.total else "\n"
-    sys.stderr.write(f"{self.label} [{'#' * fill}{'.' * (width - fill)}] "
-                     f"{self.done:,}/{self.total:,} images, {rate:,.0f}/s, "
-                     f"ETA {_hms(eta)}{end}")
-    sys.stderr.flush()
+    fill = int(width * done / max(total, 1))
+    end = "\r" if sys.stderr.isatty() and done < total and not final else "\n"
+    sys.stderr.write(f"{label} [{'#' * fill}{'.' * (width - fill)}] "
+                     f"{done:,}/{total:,} images, {rate:,.0f}/s, "
+                     f"ETA {reporting.hms(eta)}{end}")
 
-
-def _hms(s):
-  if s == float("inf"):
-    return "?"
-  s = int(s)
-  return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+  return emit
 
 
 def prepare(data_config, out, splits, fmt=DEFAULT_FORMAT, workers=1,
@@ -271,7 +255,7 @@ def prepare(data_config, out, splits, fmt=DEFAULT_FORMAT, workers=1,
   log(f"prepare: {len(jobs)} shards ({total:,} images) to write to {out} as "
       f"{fmt}, {image_size}x{image_size}x{data_config.channels}, "
       f"{workers} worker(s)")
-  progress = Progress("prepare", total)
+  progress = reporting.Progress(total, _progress_bar("prepare"), every=2.0)
   if workers <= 1:
     for job in jobs:
       progress.update(_write_shard(job))
@@ -280,5 +264,5 @@ def prepare(data_config, out, splits, fmt=DEFAULT_FORMAT, workers=1,
     with ctx.Pool(workers) as pool:
       for n in pool.imap_unordered(_write_shard, jobs):
         progress.update(n)
-  progress.update(0, force=True)
+  progress.update(0, final=True)
   return meta

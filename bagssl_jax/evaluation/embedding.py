@@ -10,14 +10,13 @@ whole-image h and the mean h of the first N patches (Fig. 3a).
 """
 from __future__ import annotations
 
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from bagssl_jax import sharding
+from bagssl_jax import reporting, sharding
 from bagssl_jax.data import augment
 from bagssl_jax.evaluation import protocols
 from bagssl_jax.data import patches as patches_lib
@@ -143,9 +142,9 @@ class PassEmbedder:
     data = data_config or self.config.data
     outputs = []
     total = len(source) if not max_images else min(len(source), max_images)
-    progress = Progress(f"{self.family} pass{' ' + what if what else ''}",
-                        total, self.config.eval.get("progress_every_seconds",
-                                                    60))
+    progress = reporting.Progress(
+        total, _log_progress(f"{self.family} pass{' ' + what if what else ''}"),
+        self.config.eval.get("progress_every_seconds", 60))
     for batch in pipeline.eval_batches(
         source, self.batch_size, self.config.data.channels,
         data.get("image_size") or 0, max_images, jax.process_index(),
@@ -161,7 +160,7 @@ class PassEmbedder:
         progress.update(len(outputs[-2]["label"]))
     if outputs:
       outputs[-1] = _masked(jax.device_get(outputs[-1]))
-      progress.update(len(outputs[-1]["label"]), last=True)
+      progress.update(len(outputs[-1]["label"]), final=True)
     keys = [k for k in (outputs[0] if outputs else {}) if k != "label"]
     feats = {k: np.concatenate([o[k] for o in outputs]) for k in keys}
     labels = (np.concatenate([o["label"] for o in outputs]) if outputs
@@ -179,26 +178,14 @@ def central_crop(images, side):
   return images[:, top:top + side, left:left + side]
 
 
-class Progress:
-  """Progress lines of an embedding pass: images done, images/s, ETA; one
-  every `every` seconds and one at the end."""
+def _log_progress(name):
+  """A `reporting.Progress` emitter: one log line per update."""
 
-  def __init__(self, name, total, every=60.):
-    self.name, self.total, self.every = name, total, every
-    self.done, self.t0 = 0, time.time()
-    self.last = self.t0
+  def emit(done, total, rate, eta, final):
+    logging.info("eval: %s: %d/%d images, %.1f images/s, %s", name, done,
+                 total, rate, "done" if final else f"ETA {_duration(eta)}")
 
-  def update(self, n, last=False):
-    self.done += n
-    now = time.time()
-    if not last and now - self.last < self.every:
-      return
-    self.last = now
-    rate = self.done / max(now - self.t0, 1e-9)
-    eta = (self.total - self.done) / rate if rate else float("inf")
-    logging.info("eval: %s: %d/%d images, %.1f images/s, %s", self.name,
-                 self.done, self.total, rate,
-                 "done" if last else f"ETA {_duration(eta)}")
+  return emit
 
 
 def _duration(s):
