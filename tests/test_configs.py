@@ -235,3 +235,12 @@ def test_crop_protocols_maps_patch_counts_to_crop_counts():
                                  "all_patches")) == (
                                      "central", "1_crop", "16_crops",
                                      "all_patches")
+
+
+@pytest.mark.parametrize("entry", [("256_patches", 10), ("nosuch", 1, 1),
+                                   ("16_patches", -1, 0)])
+def test_bad_protocol_limits_raise_one_config_error(entry):
+  config = load_config("fashion_mnist_vicreg")
+  config.eval.protocol_limits = (entry,)
+  with pytest.raises(config_lib.ConfigError, match="protocol_limits"):
+    config_lib.validate_eval(config)

@@ -47,6 +47,16 @@ def test_parse_and_passes():
       ("local", (100, 50), ["local_aggregation"])]
   ev.max_test_images = 20  # a global limit below the subset's wins
   assert protocols.limits("256_patches", ev) == (100, 20)
+  # A protocol's own limits come before the subset's.
+  ev.update(max_test_images=0,
+            protocol_limits=(("256_patches", 30, 10), ("16_patches", 70, 0)))
+  assert protocols.limits("256_patches", ev) == (30, 10)
+  assert protocols.limits("16_patches", ev) == (70, 0)
+  assert protocols.limits("1_crop", ev) == (100, 50)
+  assert protocols.plan_passes(["central", "16_patches", "256_patches"],
+                               ev) == [("patches", (0, 0), ["central"]),
+                                       ("patches", (70, 0), ["16_patches"]),
+                                       ("patches", (30, 10), ["256_patches"])]
 
 
 def test_local_cells_average_each_quadrant():

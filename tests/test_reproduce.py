@@ -50,6 +50,14 @@ def test_tables_and_bad_arguments():
   assert fm.protocols(fm.runs[1])[:4] == ("central", "1_crop", "16_crops",
                                           "256_crops")
   assert tables.get("table3").columns["patch"][-1] == "48_patches"
+  # The analog's settings: 2 epochs at 28 px, 256 on a stated subset.
+  from bagssl_jax.evaluation import protocols  # pylint: disable=g-import-not-at-top
+  from bagssl_jax.reproduce import runner  # pylint: disable=g-import-not-at-top
+  patch, rrc = (runner.build(fm, r) for r in fm.runs[:2])
+  assert (patch.num_epochs, patch.input_size, rrc.input_size) == (2, 28, 28)
+  assert protocols.limits("256_patches", patch.eval) == (1000, 1000)
+  assert protocols.limits("16_crops", rrc.eval) == (10000, 0)
+  assert protocols.limits("central", rrc.eval) == (0, 0)
   assert reproduce.main(["--table=nosuch", "--workdir=x"]) == 2
   assert reproduce.main(["--table=table1", "--workdir=x",
                          "--config.eval.nosuch=1"]) == 2

@@ -141,6 +141,8 @@ def base_config():
       subset_protocols=("256_patches", "1_crop", "16_crops",
                         "local_aggregation"),
       subset_max_train_images=4000, subset_max_test_images=2000,
+      # Per-protocol limits, before the subset's: ((name, train, test), ...).
+      protocol_limits=(),
       # Figures (WORKDIR/eval/*.png) from the first figure_images test images;
       # health (std, effective rank of h and z) on health_images test
       # patches; t-SNE map of tsne_images test images (0: none).

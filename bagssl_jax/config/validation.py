@@ -169,6 +169,17 @@ def validate_eval(config):
     if not isinstance(ev[field], int) or ev[field] < 0:
       raise ConfigError(f"config.eval.{field} must be an integer >= 0, "
                         f"got {ev[field]!r}")
+  for entry in ev.get("protocol_limits", ()):
+    ok = isinstance(entry, (tuple, list)) and len(entry) == 3 and all(
+        isinstance(n, int) and n >= 0 for n in entry[1:])
+    try:
+      protocols_lib.parse(entry[0] if ok else "")
+    except ValueError:
+      ok = False
+    if not ok:
+      raise ConfigError(f"config.eval.protocol_limits: {entry!r} is not a "
+                        "(protocol, max train images >= 0, max test images "
+                        ">= 0) triple")
   if ev.figure_images < 2:
     raise ConfigError(f"config.eval.figure_images must be >= 2, "
                       f"got {ev.figure_images!r}")

@@ -15,7 +15,8 @@
 A *pass* embeds one family (patches: central/random/grid; crops; local) of
 protocols that share image limits: the protocols of `eval.subset_protocols`
 use the first `eval.subset_max_{train,test}_images` images (costly ones, e.g.
-256_patches), the others `eval.max_{train,test}_images`.
+256_patches), those of `eval.protocol_limits` ((name, train, test) triples)
+their own, the others `eval.max_{train,test}_images`.
 """
 from __future__ import annotations
 
@@ -59,9 +60,13 @@ def parse(name) -> Protocol:
 def limits(name, ev):
   """(max train, max test) images of protocol `name` (0: all)."""
   lim = (ev.max_train_images, ev.max_test_images)
-  if name not in tuple(ev.get("subset_protocols", ())):
+  own = {n: (tr, te) for n, tr, te in ev.get("protocol_limits", ())}
+  if name in own:
+    sub = own[name]
+  elif name in tuple(ev.get("subset_protocols", ())):
+    sub = (ev.subset_max_train_images, ev.subset_max_test_images)
+  else:
     return lim
-  sub = (ev.subset_max_train_images, ev.subset_max_test_images)
   return tuple(min(a, b) if a and b else (a or b) for a, b in zip(lim, sub))
 
 
