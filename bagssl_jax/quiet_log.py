@@ -22,3 +22,14 @@ def install():
   handler = logging.get_absl_handler()
   if not any(isinstance(f, QuietLibraries) for f in handler.filters):
     handler.addFilter(QuietLibraries())
+
+
+def standalone():
+  """For binaries not started by absl.app (argparse): absl's log to stderr at
+  INFO (training's and eval's progress lines), quiet as above."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()  # defaults; no "before flag parsing" notice
+  logging.use_absl_handler()
+  logging.set_verbosity(logging.INFO)
+  install()

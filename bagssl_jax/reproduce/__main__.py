@@ -66,12 +66,13 @@ def main(argv):
             f"{'finished' if done else 'to run'}")
     return 0
   # Imported here: the dry run and argument errors need no JAX backend.
-  from bagssl_jax import train  # pylint: disable=g-import-not-at-top
+  from bagssl_jax import quiet_log, train  # pylint: disable=g-import-not-at-top
   from bagssl_jax.checkpoints import CheckpointError  # pylint: disable=g-import-not-at-top
   from bagssl_jax.config import ConfigError  # pylint: disable=g-import-not-at-top
   from bagssl_jax.data import DataError  # pylint: disable=g-import-not-at-top
   from bagssl_jax.numerics import NonFiniteError  # pylint: disable=g-import-not-at-top
   from bagssl_jax.workdir import WorkdirError  # pylint: disable=g-import-not-at-top
+  quiet_log.standalone()  # the runs' eval progress and results lines
   try:
     runner.run_all(table, configs, args.workdir, train.train_and_evaluate)
   except (ConfigError, DataError, CheckpointError, WorkdirError) as e:
