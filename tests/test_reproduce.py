@@ -71,6 +71,11 @@ def test_claims_read_the_measured_numbers():
               "convergence": {"1": 0.5, "2": 0.6, "4": 0.7}}}]}
   got = {c["claim"].split(" (")[0]: c["holds"] for c in render.claims(data)}
   assert all(got.values()) and len(got) == 4
+  data["rows"][0]["rrc"]["convergence"] = {"1": 0.5}  # one N: no trend
+  assert len(render.claims(data)) == 3
+  data["rows"][0]["patch"]["cells"]["16_patches"]["linear"] = 52.0
+  got = {c["claim"].split(" (")[0]: c["holds"] for c in render.claims(data)}
+  assert not got["patch-trained central far below its 16 patches"]
 
 
 def test_a_killed_harness_runs_only_what_is_left(tmp_path):

@@ -50,6 +50,7 @@ def collect(table, workdir):
                       "convergence": (res or {}).get("convergence")}
   out = {"table": table.name, "title": table.title,
          "paper_source": paper.get("source"),
+         "has_paper": not paper.get("analog", False),
          "paper_notes": paper.get("notes", []), "note": table.note,
          "columns": {g: list(c) for g, c in table.columns.items()},
          "rows": list(rows.values())}
@@ -94,8 +95,8 @@ def claims(data):
       checks.append(("the baseline's 16 crops above its central",
                      b["16_crops"] > b["central"],
                      f"{_fmt(b['16_crops'])} vs {_fmt(b['central'])}"))
-    if conv:
-      ns = [n for n in conv if n != "all"]
+    ns = [n for n in (conv or {}) if n != "all"]
+    if len(ns) >= 2:  # one N shows no trend
       vals = [conv[n] for n in ns]
       checks.append((f"convergence cosine rising with N ({whose})",
                      all(a <= c for a, c in zip(vals, vals[1:])),
@@ -110,10 +111,12 @@ def markdown(data, command=""):
   cols = [(g, c) for g in ("patch", "rrc") for c in data["columns"].get(g, ())]
   head = ["row"] + [f"{'BagSSL' if g == 'patch' else 'baseline'} {c}"
                     for g, c in cols]
+  has_paper = data.get("has_paper", True)
   lines = [f"# {data['title']}", "",
-           "Linear-probe test accuracy (%), measured (paper). Paper: "
-           f"{data['paper_source']}; `?` = not verified against the paper's "
-           "text.", ""]
+           ("Linear-probe test accuracy (%), measured (paper). Paper: "
+            f"{data['paper_source']}; `?` = not verified against the paper's "
+            "text." if has_paper else "Linear-probe test accuracy (%), "
+            f"measured ({data['paper_source']})."), ""]
   lines += ["| " + " | ".join(head) + " |",
             "|" + "---|" * len(head)]
   for row in data["rows"]:
@@ -121,8 +124,9 @@ def markdown(data, command=""):
     for g, c in cols:
       cell = row.get(g, {}).get("cells", {}).get(c, {})
       paper = cell.get("paper")
-      cells.append(f"{_fmt(cell.get('linear'))} "
-                   f"({'?' if paper is None else f'{paper:.1f}'})")
+      cells.append(_fmt(cell.get("linear")) + (
+          f" ({'?' if paper is None else f'{paper:.1f}'})" if has_paper
+          else ""))
     lines.append(f"| {row['row']} | " + " | ".join(cells) + " |")
   lines.append("")
   for g, title in GROUP_TITLES.items():
