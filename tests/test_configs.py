@@ -208,6 +208,9 @@ def test_paper_configs_run_a_real_step(tmp_path):
   config = load_config("imagenet100_vicreg", "rrc,runlocal")
   config.data.path = str(tmp_path / "images")
   config.total_steps, config.batch_size, config.run_eval = 1, 8, False
+  # The RRC pipeline on a folder is what runs here; ResNet-50's step is
+  # test_train.py's ImageNet test (its compile alone is ~1 minute).
+  config.model.depth = "resnet18"
   state = train.train_and_evaluate(config, str(tmp_path / "in100"))
   assert int(state.step) == 1
 
