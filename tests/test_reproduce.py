@@ -57,7 +57,7 @@ def test_tables_and_bad_arguments():
   assert (patch.num_epochs, patch.input_size, rrc.input_size) == (2, 28, 28)
   assert protocols.limits("256_patches", patch.eval) == (1000, 1000)
   assert protocols.limits("16_crops", rrc.eval) == (10000, 0)
-  assert protocols.limits("central", rrc.eval) == (0, 0)
+  assert protocols.limits("central", rrc.eval) == (10000, 0)
   assert reproduce.main(["--table=nosuch", "--workdir=x"]) == 2
   assert reproduce.main(["--table=table1", "--workdir=x",
                          "--config.eval.nosuch=1"]) == 2
