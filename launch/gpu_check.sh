@@ -13,7 +13,8 @@
 #   5 summary
 # Needs the requirements (grain, array_record, tensorflow_datasets, ml_collections, tensorboardX) importable.
 # Variables: OUT, PY (python3), BUDGET (400 s), IMAGES (3000 JPEGs), E2E_DATA (prepared | folder), QUICK=1 (a
-# minutes-long CPU smoke run of every stage: :runlocal config, few images, small batches).
+# minutes-long CPU smoke run of every stage: :runlocal config, few images, small batches), STAGES ("1 2 3 4": the stages
+# between the environment and the summary to run).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_check}; PY=${PY:-python3}; BUDGET=${BUDGET:-400}; QUICK=${QUICK:-0}
@@ -38,6 +39,9 @@ run() {
   return $rc
 }
 
+# want N: stage N is among STAGES (all by default).
+want() { [[ " ${STAGES:-1 2 3 4} " == *" $1 "* ]]; }
+
 log "0 environment"
 { run nvidia-smi 20 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader \
     || echo "nvidia-smi: none"
@@ -48,6 +52,7 @@ print("flax", flax.__version__, "tfds", tfds.__version__, "numpy", numpy.__versi
   echo "cpu cores: $CORES"; } >"$OUT/env.txt" 2>&1
 tee -a "$OUT/summary.txt" <"$OUT/env.txt"
 
+if want 1; then
 log "1 tests (losses, models, the ImageNet step under mock data)"
 # With pytest-xdist: one process per file, sharing the GPU (no preallocation); with pytest-timeout: a test stuck
 # past 75 s fails alone.
@@ -57,7 +62,9 @@ XLA_PYTHON_CLIENT_PREALLOCATE=false run pytest 90 "$PY" -m pytest -q -rf -p no:c
   tests/test_losses.py tests/test_models.py tests/test_train.py::test_imagenet_runlocal_one_step_under_mock_data \
   >"$OUT/tests.txt" 2>&1
 tail -n 6 "$OUT/tests.txt" | tee -a "$OUT/summary.txt"
+fi
 
+if want 2; then
 log "2 bench --sections=gpu (configs/imagenet_vicreg.py, bf16, batch $BATCH on this device)"
 run bench 150 "$PY" -m bagssl_jax.bench --sections=gpu --repeats=3 --json >"$OUT/bench.txt" 2>&1
 if [[ $QUICK == 1 ]] && ! grep -q gpu_images_per_s "$OUT/bench.txt"; then  # no GPU: the section's CPU smoke form
@@ -65,7 +72,9 @@ if [[ $QUICK == 1 ]] && ! grep -q gpu_images_per_s "$OUT/bench.txt"; then  # no 
 print(json.dumps(gpu.run(1, presets.build("fashion_mnist", "vicreg", "runlocal"))))' >>"$OUT/bench.txt" 2>&1
 fi
 tail -n 1 "$OUT/bench.txt" | tee -a "$OUT/summary.txt"
+fi
 
+if want 3; then
 log "3 host pipeline: $IMAGES ImageNet-like JPEGs, $WORKERS workers, $CORES cores"
 { run jpegs 30 "$PY" - "$J" "$IMAGES" <<'EOF'
 import multiprocessing, os, sys, numpy as np
@@ -91,7 +100,7 @@ EOF
     --config.data.name=image_folder --config.data.path="$J" --out="$P" --workers="$WORKERS" --splits=train \
     && echo "prepare: $IMAGES images in $((SECONDS - t)) s with $WORKERS workers"
   cat >"$TMP/rate.py" <<'EOF'  # a file, not stdin: grain spawns its workers from __main__'s file
-import json, os, sys, time
+import faulthandler, json, os, sys, time
 from absl import flags
 from bagssl_jax.config import presets
 from bagssl_jax.data import load_source, make_train_iterator
@@ -113,17 +122,22 @@ def rate(name, path, workers, batch, secs, variant):
           "patches": list(x["patches"].shape)}
 
 if __name__ == "__main__":  # grain's workers are spawned
-  folder, prepared, workers, batch, secs, variant = sys.argv[1:]
+  name, path, workers, batch, secs, variant = sys.argv[1:]
   flags.FLAGS.mark_as_parsed()  # the workers read grain's absl flags
-  for name, path in (("image_folder", folder), ("prepared", prepared)):
-    if name == "image_folder" or os.path.exists(os.path.join(path, "metadata.json")):
-      r = rate(name, path, int(workers), int(batch), float(secs), variant)
-      print(json.dumps({"pipeline": name, **r}), flush=True)
+  faulthandler.dump_traceback_later(45, repeat=True)  # where a stuck pipeline waits, every 45 s
+  print(f"[{time.strftime('%X')}] {name}: starting", flush=True)
+  r = rate(name, path, int(workers), int(batch), float(secs), variant)
+  print(json.dumps({"pipeline": name, **r}), flush=True)
+  # Skip closing the iterator: on the H200 machine, closing one with 16 workers outlasted 100 s.
+  os._exit(0)
 EOF
-  run pipeline 60 "$PY" "$TMP/rate.py" "$J" "$P" "$WORKERS" "$BATCH" "$SECS" "${VARIANT#:}"
+  [[ -f $P/metadata.json ]] && run pipeline-prepared 60 "$PY" "$TMP/rate.py" prepared "$P" "$WORKERS" "$BATCH" "$SECS" "${VARIANT#:}"
+  run pipeline-folder 60 "$PY" "$TMP/rate.py" image_folder "$J" "$WORKERS" "$BATCH" "$SECS" "${VARIANT#:}"
 } >"$OUT/pipeline.txt" 2>&1
-grep -E '^[0-9]+ JPEGs|^prepare:|^\{|error' "$OUT/pipeline.txt" | tee -a "$OUT/summary.txt"
+grep -E '^[0-9]+ JPEGs|^prepare:|^\{|^\[|error' "$OUT/pipeline.txt" | tee -a "$OUT/summary.txt"
+fi
 
+if want 4; then
 DATA=(--config.data.name=image_folder --config.data.path="$J")
 if [[ ${E2E_DATA:-prepared} == prepared && -f $P/metadata.json ]]; then
   DATA=(--config.data.name=prepared --config.data.path="$P")
@@ -137,6 +151,7 @@ timeout -k 30 "$left" "$PY" -m bagssl_jax.main --config="configs/imagenet_vicreg
   --config.checkpoint_every_steps=100000 >"$OUT/e2e.txt" 2>&1
 rc=$?; ((rc == 124)) && log "e2e: SIGTERM at $left s, as planned" || { ((rc == 0)) || log "e2e: exit $rc"; }
 grep -E '^step |^error|preempted' "$OUT/e2e.txt" | tail -n 4 | tee -a "$OUT/summary.txt"
+fi
 
 log "5 summary"
 "$PY" - "$OUT" <<'EOF' 2>&1 | tee -a "$OUT/summary.txt"

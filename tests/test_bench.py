@@ -4,11 +4,15 @@ Its speed is compared with PyTorch's (bagssl_jax/bench/torch_reference.py), so t
 JAX model must stay that architecture whatever the Fashion-MNIST preset does
 (e.g. `model.expand_width`). Timings themselves live in the benchmark.
 """
+import subprocess
+import sys
+
 import jax
 import numpy as np
 
 from bagssl_jax import models
 from bagssl_jax.bench import sections as bench
+from tests.conftest import ROOT
 
 
 def _spec_param_count():
@@ -100,6 +104,42 @@ def test_model_flops_of_a_small_model_match_an_analytic_count():
   analytic = 2 * 8 * 30 * 30 * 32 * 16 * 9  # 30 x 30 outputs, 3 x 3 x 16 each
   flops = gpu.model_flops(conv, img, k)
   assert abs(flops - analytic) / analytic < 0.02, (flops, analytic)
+
+
+def test_model_flops_recounted_on_the_host_where_the_backend_gives_none(
+    monkeypatch):
+  """CUDA's PJRT plugin analyses no lowered module (cost_analysis None, as
+  seen on an H200): the FLOPs then come from the host CPU's lowering of the
+  same computation on abstract arguments."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from bagssl_jax.bench import gpu  # pylint: disable=g-import-not-at-top
+  real, calls = gpu.lowered_flops, []
+
+  def first_none(fn, *args):
+    calls.append([getattr(a, "sharding", None) for a in args])
+    return None if len(calls) == 1 else real(fn, *args)
+
+  monkeypatch.setattr(gpu, "lowered_flops", first_none)
+  img, k = jnp.ones((8, 32, 32, 16)), jnp.ones((3, 3, 16, 32))
+  conv = lambda img, k: jax.lax.conv_general_dilated(  # pylint: disable=g-long-lambda
+      img, k, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  flops = gpu.model_flops(conv, img, k)
+  assert len(calls) == 2 and all(
+      isinstance(s, jax.sharding.SingleDeviceSharding) for s in calls[1])
+  analytic = 2 * 8 * 30 * 30 * 32 * 16 * 9
+  assert abs(flops - analytic) / analytic < 0.02, (flops, analytic)
+
+
+def test_bench_entry_and_its_modules_define_each_flag_once():
+  """`python -m bagssl_jax.bench --sections=gpu` imports bench/memory.py
+  after the entry's flags: a flag defined twice stops the section."""
+  code = ("import bagssl_jax.bench.__main__, bagssl_jax.bench.gpu, "
+          "bagssl_jax.bench.memory, bagssl_jax.bench.pipeline, "
+          "bagssl_jax.bench.sections")
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                        text=True, check=False, cwd=ROOT)
+  assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 def test_gpu_bench_times_the_real_step_on_cpu():

@@ -5,7 +5,9 @@ Reports images/s, patches/s, model FLOPs per step and MFU = model FLOPs /
 step time / the device's peak dense bf16 FLOP/s, and the device's peak
 memory. Model FLOPs come from XLA's cost analysis of the *lowered* step
 (before optimisation: the computation as written, so fusions and cuBLAS /
-cuDNN custom calls of the optimised module cannot hide FLOPs). Run by
+cuDNN custom calls of the optimised module cannot hide FLOPs); CUDA's PJRT
+plugin analyses no lowered module, so there the step is counted on the host
+CPU's backend (`model_flops`). Run by
 `python -m bagssl_jax.bench --sections=gpu` on a GPU or TPU;
 `run(..., config=tiny)` is a CPU smoke test.
 """
@@ -44,12 +46,28 @@ def peak_flops(device_kind: str):
   return None
 
 
-def model_flops(fn, *args) -> float:
-  """FLOPs of `fn(*args)` as written: XLA's cost analysis of the lowered,
-  unoptimised module."""
+def lowered_flops(fn, *args):
+  """XLA's FLOP count of the lowered, unoptimised `fn(*args)`, or None where
+  the backend analyses no lowered module (PJRT plugins: CUDA, TPU)."""
   cost = jax.jit(fn).lower(*args).cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float((cost or {}).get("flops", 0.0))
+  return float(cost["flops"]) if cost and cost.get("flops") else None
+
+
+def model_flops(fn, *args, host_fn=None) -> float:
+  """FLOPs of `fn(*args)` as written: XLA's cost analysis of the lowered,
+  unoptimised module. Where the accelerator's backend gives none, the same
+  computation (`host_fn`, default `fn`: traced as for the accelerator, since
+  trace-time choices follow `jax.default_backend()`) is lowered for the host
+  CPU on abstract arguments (nothing is allocated) and counted there."""
+  flops = lowered_flops(fn, *args)
+  if flops is None:
+    cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=cpu)
+        if hasattr(x, "shape") else x, args)
+    flops = lowered_flops(host_fn or fn, *abstract)
+  return flops or 0.0
 
 
 def imagenet_config(dtype="bfloat16", batch_size=None):
@@ -83,7 +101,11 @@ def step_rate(config, repeats=5, steps_per_repeat=10, seed=0):
     batch[k] = jax.device_put(host, batch_sharding)
   step = sharding.traced_under(
       steps.make_train_step(model, tx, lr, config, 1000), mesh)
-  flops = model_flops(step, state, batch)
+  host_mesh = jax.sharding.Mesh(  # the host CPU's FLOP count (model_flops)
+      np.array(jax.devices("cpu")[:1]).reshape((1,) * len(mesh.axis_names)),
+      mesh.axis_names)
+  flops = model_flops(step, state, batch, host_fn=sharding.traced_under(
+      steps.make_train_step(model, tx, lr, config, 1000), host_mesh))
   t0 = time.perf_counter()
   compiled = jax.jit(step, in_shardings=(state_sharding, batch_sharding),
                      out_shardings=(state_sharding, sharding.replicated(mesh)),

@@ -19,28 +19,14 @@ models/resnet.py's Conv).
 """
 from __future__ import annotations
 
-import json
 import re
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
-from ml_collections import config_flags
 
-from bagssl_jax import models, optim, paths, sharding, steps
-from bagssl_jax.models import resnet
-
-FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Config file (get_config).",
-                                lock_config=True)
-flags.DEFINE_integer("devices", 0, "Analyse on this many fake CPU devices "
-                     "(0: the machine's devices).")
-flags.DEFINE_list("layouts", ["replicated", "fsdp"], "Parameter layouts.")
-flags.DEFINE_bool("cpu_convs", False, "Keep the ResNet Conv's CPU-only lowerings.")
-flags.DEFINE_string("json", None, "Also write the results to this file.")
+from bagssl_jax import models, optim, sharding, steps
 
 LAYOUT_MESH = {"replicated": {"data": -1, "fsdp": 1},
                "fsdp": {"data": 1, "fsdp": -1}}
@@ -178,44 +164,3 @@ def format_table(rows) -> str:
     lines.append("| " + " | ".join(
         _mib(r[c]) if c.endswith("_bytes") else str(r[c]) for c in cols) + " |")
   return "\n".join(lines)
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if FLAGS.devices:  # before anything touches a backend
-    jax.config.update("jax_platforms", "cpu")
-    jax.config.update("jax_num_cpu_devices", FLAGS.devices)
-  resnet.CPU_LOWERINGS = FLAGS.cpu_convs
-  config = FLAGS.config
-  bad = [l for l in FLAGS.layouts if l not in LAYOUT_MESH]
-  if bad:
-    print(f"error: --layouts: unknown {bad} (choose from replicated, fsdp)",
-          file=sys.stderr)
-    sys.exit(2)
-  rows = []
-  for layout in FLAGS.layouts:
-    rows.append(analyze(config, layout))
-    print(json.dumps(rows[-1]), flush=True)
-  print(f"per-device bytes of the train step, {len(jax.devices())} "
-        f"{jax.devices()[0].platform} devices, dtype {config.dtype}, global "
-        f"batch {config.batch_size} x {config.num_patches} patches:")
-  print(format_table(rows))
-  for r in rows:
-    kinds = ", ".join(f"{k} {v / 1e9:.3f} GB" for k, v in sorted(
-        r["collective_bytes"].items()))
-    print(f"{r['layout']}: collectives per device per step: {kinds or 'none'}"
-          f"; the loss's and model's own (all but gradients and FSDP "
-          f"parameter gathers): "
-          f"{r['loss_collective_bytes'] / 1e9:.3f} GB")
-  if FLAGS.json:
-    paths.write_text(FLAGS.json, json.dumps(rows, indent=2))
-
-
-def run():
-  flags.mark_flags_as_required(["config"])
-  app.run(main)
-
-
-if __name__ == "__main__":
-  run()
