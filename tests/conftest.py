@@ -7,6 +7,16 @@ import sys
 # backend starts; subprocesses that tests launch inherit it.
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_backend_optimization_level=0").strip()
+# Many tests compile the same steps (the runlocal config, in-process and in
+# the runs they launch): one persistent compilation cache per test run,
+# shared by pytest-xdist's workers and every subprocess through the env.
+_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  import tempfile  # pylint: disable=g-import-not-at-top
+  _CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(
+      tempfile.gettempdir(), f"bagssl_jax_tests_cache_{os.getpid()}")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
 import jax  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
@@ -14,6 +24,15 @@ import pytest  # pylint: disable=g-import-not-at-top
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 jax.config.update("jax_num_cpu_devices", 4)
+
+
+def pytest_sessionfinish(session):
+  """The process that made the compilation cache (pytest-xdist's controller,
+  or pytest alone) removes it."""
+  del session
+  if _CACHE:
+    import shutil  # pylint: disable=g-import-not-at-top
+    shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 def load_config(name, arg=None):

@@ -6,25 +6,13 @@ Each builder takes the `torch` module (a test-only dependency, imported by the
 tests with `pytest.importorskip`)."""
 import math
 
+from bagssl_jax.bench import torch_reference
+
 
 def torch_resnet(torch, arch, cifar_stem=False):
   nn = torch.nn
 
-  class Basic(nn.Module):
-    expansion = 1
-
-    def __init__(self, cin, planes, stride, down):
-      super().__init__()
-      self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
-      self.bn1 = nn.BatchNorm2d(planes)
-      self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-      self.bn2 = nn.BatchNorm2d(planes)
-      self.downsample = down
-
-    def forward(self, x):
-      y = torch.relu(self.bn1(self.conv1(x)))
-      y = self.bn2(self.conv2(y))
-      return torch.relu(y + (self.downsample(x) if self.downsample else x))
+  Basic = torch_reference.basic_block(torch)  # pylint: disable=invalid-name
 
   class Bottle(nn.Module):
     expansion = 4

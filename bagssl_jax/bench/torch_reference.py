@@ -16,6 +16,31 @@ from __future__ import annotations
 import time
 
 
+def basic_block(torch):
+  """torchvision's BasicBlock, with its module names (so state-dict keys
+  match torchvision's; the import tests build their ResNets from it): two 3x3
+  convolutions and an identity or `down` shortcut."""
+  nn = torch.nn
+
+  class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin, planes, stride=1, down=None):
+      super().__init__()
+      self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
+      self.bn1 = nn.BatchNorm2d(planes)
+      self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+      self.bn2 = nn.BatchNorm2d(planes)
+      self.downsample = down
+
+    def forward(self, x):
+      y = torch.relu(self.bn1(self.conv1(x)))
+      y = self.bn2(self.conv2(y))
+      return torch.relu(y + (self.downsample(x) if self.downsample else x))
+
+  return BasicBlock
+
+
 def run(repeats, threads=2, batch_images=256, num_patches=2, patch=14):
   """Median patches/s of PyTorch eager on the workload, and its setup."""
   try:
@@ -26,23 +51,7 @@ def run(repeats, threads=2, batch_images=256, num_patches=2, patch=14):
   torch.set_num_threads(threads)
   torch.manual_seed(0)
 
-  class Block(nn.Module):
-
-    def __init__(self, cin, cout, stride):
-      super().__init__()
-      self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-      self.b1 = nn.BatchNorm2d(cout)
-      self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-      self.b2 = nn.BatchNorm2d(cout)
-      self.short = None
-      if stride != 1 or cin != cout:
-        self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                   nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-      y = torch.relu(self.b1(self.c1(x)))
-      y = self.b2(self.c2(y))
-      return torch.relu(y + (x if self.short is None else self.short(x)))
+  block = basic_block(torch)
 
   widths = (16, 32, 64, 128)
   layers = [nn.Conv2d(1, widths[0], 3, 1, 1, bias=False),
@@ -50,7 +59,12 @@ def run(repeats, threads=2, batch_images=256, num_patches=2, patch=14):
   cin = widths[0]
   for i, w in enumerate(widths):
     for j in range(2):
-      layers.append(Block(cin, w, 2 if i > 0 and j == 0 else 1))
+      stride = 2 if i > 0 and j == 0 else 1
+      down = None
+      if stride != 1 or cin != w:
+        down = nn.Sequential(nn.Conv2d(cin, w, 1, stride, bias=False),
+                             nn.BatchNorm2d(w))
+      layers.append(block(cin, w, stride, down))
       cin = w
   layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(),
              nn.Linear(128, 512), nn.BatchNorm1d(512), nn.ReLU(),
