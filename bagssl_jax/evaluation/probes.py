@@ -175,27 +175,46 @@ def _knn_chunk(q, train_n, train_y, temperature, *, k, num_classes):
   return votes.argmax(-1)
 
 
+def query_shardings(devices=None):
+  """(rows, replicated) shardings over this process's devices: kNN splits
+  the test queries over them and gives each the train rows, so a GPU node's
+  devices share the similarity matmuls (one device: as before)."""
+  mesh = jax.sharding.Mesh(np.array(devices or jax.local_devices()),
+                           ("queries",))
+  return (jax.sharding.NamedSharding(mesh, jax.P("queries")),
+          jax.sharding.NamedSharding(mesh, jax.P()))
+
+
+def pad_rows(x, multiple):
+  """x zero-padded to a multiple of `multiple` rows."""
+  extra = -len(x) % multiple
+  return np.concatenate([x, np.zeros((extra,) + x.shape[1:], x.dtype)]) if extra else x
+
+
 def knn_predict(train_x, train_y, test_x, num_classes, *, k=20,
-                temperature=0.07, chunk_size=1024) -> np.ndarray:
-  """Weighted-kNN class predictions (n_test,) int; see `knn_classify`."""
-  train_x = jnp.asarray(train_x, jnp.float32)
-  train_y = jnp.asarray(train_y, jnp.int32)
+                temperature=0.07, chunk_size=1024, devices=None) -> np.ndarray:
+  """Weighted-kNN class predictions (n_test,) int; see `knn_classify`. Each
+  chunk of queries is split over `devices` (default: this process's)."""
+  rows, replicated = query_shardings(devices)
+  n_dev = rows.mesh.size
+  train_x = jax.device_put(np.asarray(train_x, np.float32), replicated)
+  train_y = jax.device_put(np.asarray(train_y, np.int32), replicated)
   test_x = np.asarray(test_x, np.float32)
   k = int(min(k, train_x.shape[0]))
   n_test = test_x.shape[0]
   chunk_size = int(max(1, min(chunk_size, n_test)))
-  train_n = _l2_normalize(train_x)
+  chunk_size += -chunk_size % n_dev  # an equal share per device
+  train_n = jax.jit(_l2_normalize, out_shardings=replicated)(train_x)
   temp = jnp.float32(temperature)
   preds = []
   for start in range(0, n_test, chunk_size):
     q = test_x[start:start + chunk_size]
     m = q.shape[0]
-    if m < chunk_size:  # pad so every chunk has one shape -> one compile
-      q = np.concatenate([q, np.zeros((chunk_size - m, q.shape[1]), q.dtype)])
-    p = _knn_chunk(jnp.asarray(q), train_n, train_y, temp, k=k,
+    q = pad_rows(q, chunk_size)  # every chunk has one shape -> one compile
+    p = _knn_chunk(jax.device_put(q, rows), train_n, train_y, temp, k=k,
                    num_classes=int(num_classes))
-    preds.append(p[:m])
-  return np.asarray(jnp.concatenate(preds)) if preds else np.zeros((0,), np.int32)
+    preds.append(np.asarray(p)[:m])
+  return np.concatenate(preds) if preds else np.zeros((0,), np.int32)
 
 
 def knn_classify(train_x, train_y, test_x, test_y, num_classes, *, k=20,

@@ -148,26 +148,35 @@ def _vote(top_sim, top_lab, temperature, *, num_classes):
 
 
 def knn_predict(train_x, train_y, test_x, num_classes, *, k=20,
-                temperature=0.07, chunk_mb=128, query_chunk=8192):
-  """`probes.knn_predict` sending train rows to the device `chunk_mb` MiB
-  at a time (each once); the test queries' running top-k stay on the device."""
+                temperature=0.07, chunk_mb=128, query_chunk=8192,
+                devices=None):
+  """`probes.knn_predict` sending train rows to the devices `chunk_mb` MiB
+  at a time (each once); the test queries' running top-k stay on the
+  devices, split over them (`probes.query_shardings`)."""
+  rows, replicated = probes.query_shardings(devices)
   n, m = len(train_y), len(test_x)
   chunk = _rows(train_x, chunk_mb)
   k = int(min(k, n))
   train_y = np.asarray(train_y, np.int32)
-  queries = [jnp.asarray(test_x[i:i + query_chunk], jnp.float32)
-             for i in range(0, m, query_chunk)]
-  tops = [(jnp.full((len(q), k), -jnp.inf), jnp.zeros((len(q), k), jnp.int32))
+  starts = range(0, m, query_chunk)
+  sizes = [min(query_chunk, m - i) for i in starts]
+  queries = [jax.device_put(probes.pad_rows(np.asarray(
+      test_x[i:i + query_chunk], np.float32), rows.mesh.size), rows)
+             for i in starts]
+  tops = [(jax.device_put(np.full((len(q), k), -np.inf, np.float32), rows),
+           jax.device_put(np.zeros((len(q), k), np.int32), rows))
           for q in queries]
   for i in range(0, n, chunk):
-    xc = jnp.asarray(np.asarray(train_x[i:i + chunk], np.float32))
-    yc = jnp.asarray(train_y[i:i + chunk])
+    xc = jax.device_put(np.asarray(train_x[i:i + chunk], np.float32),
+                        replicated)
+    yc = jax.device_put(train_y[i:i + chunk], replicated)
     tops = [_merge_top_k(s, l, q, xc, yc, k=k)
             for (s, l), q in zip(tops, queries)]
-    jax.block_until_ready(tops)  # one chunk on the device at a time
+    jax.block_until_ready(tops)  # one chunk on the devices at a time
   preds = [_vote(s, l, jnp.float32(temperature), num_classes=int(num_classes))
            for s, l in tops]
-  return np.asarray(jnp.concatenate(preds)) if preds else np.zeros(0, np.int32)
+  return (np.concatenate([np.asarray(p)[:z] for p, z in zip(preds, sizes)])
+          if preds else np.zeros(0, np.int32))
 
 
 def _peak_memory(n, d, mode, classes=100, steps=20):
