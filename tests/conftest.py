@@ -26,10 +26,10 @@ sys.path.insert(0, ROOT)
 jax.config.update("jax_num_cpu_devices", 4)
 
 
-def pytest_sessionfinish(session):
+def pytest_unconfigure(config):
   """The process that made the compilation cache (pytest-xdist's controller,
-  or pytest alone) removes it."""
-  del session
+  or pytest alone) removes it at the end of the test run."""
+  del config
   if _CACHE:
     import shutil  # pylint: disable=g-import-not-at-top
     shutil.rmtree(_CACHE, ignore_errors=True)

@@ -220,7 +220,7 @@ def test_sigterm_to_the_process_group_with_grain_workers(runs, tmp_path):
   command = COMMAND + ["--config.data.num_workers=2", f"--workdir={workdir}"]
   with open(tmp_path / "e1.log", "w") as log:
     proc = subprocess.Popen(command, cwd=ROOT, env=runs["env"], stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, process_group=0)
     deadline = time.time() + 300
     while not os.path.isdir(os.path.join(workdir, "checkpoints", "10")):
       assert proc.poll() is None and time.time() < deadline, (
