@@ -201,6 +201,9 @@ def test_paper_configs_run_a_real_step(tmp_path):
   from tests.test_data import _write_image_folder  # pylint: disable=g-import-not-at-top
   config = load_config("cifar10_byol", "runlocal")
   config.total_steps, config.run_eval = 1, False
+  # The CIFAR pipeline (14-px patches upsampled to 32) and BYOL's target are
+  # what runs here; ResNet-18's own step compiles in test_models.py.
+  config.model.depth = "resnet10"
   with tfds.testing.mock_data(num_examples=32):
     state = train.train_and_evaluate(config, str(tmp_path / "cifar"))
   assert int(state.step) == 1 and state.target is not None
