@@ -13,7 +13,7 @@ from bagssl_jax import prefetch, preflight, reporting, sharding, steps
 from bagssl_jax import config as config_lib
 from bagssl_jax import heldout as heldout_lib
 from bagssl_jax import workdir as workdir_lib
-from bagssl_jax.data import make_train_iterator
+from bagssl_jax.data import DataError, make_train_iterator
 from bagssl_jax.evaluation import monitor as knn_monitor
 from bagssl_jax.evaluation import run as evaluation
 
@@ -54,6 +54,7 @@ def _train_and_evaluate(config, workdir, cleanup):
   steps_per_epoch = max(len(source) // config.batch_size, 1)
   total_steps = config.total_steps or config.num_epochs * steps_per_epoch
   data_iter = make_train_iterator(config, source, block, num_blocks)
+  cleanup.callback(data_iter.close)  # stops the workers, frees their blocks
   patches_per_step = config.batch_size * config.num_patches
   # Process 0 locks the workdir and checks/writes config.json: the first
   # thing written, once config and data check out, before any compile.
@@ -138,6 +139,11 @@ def _train_and_evaluate(config, workdir, cleanup):
     raise numerics.NonFiniteError(
         f"{e}; the last good checkpoint is step {mgr.latest_step()} in "
         f"{mgr.directory}") from None
+  except DataError as e:  # e.g. a data worker killed by the OOM killer
+    mgr.wait_until_finished()
+    last = mgr.latest_step()
+    raise DataError(f"{e} (step {last} in {mgr.directory})" if last is not None
+                    else f"{e} (none saved yet in {mgr.directory})") from None
   finally:
     watcher.close()  # a SIGTERM from here on (eval) stops the process
     batches.close()  # stops reading ahead

@@ -243,6 +243,39 @@ def test_sigterm_to_the_process_group_with_grain_workers(runs, tmp_path):
   assert _max_rel_diff(workdir, runs["B"]) <= 1e-5
 
 
+def test_a_worker_killed_from_outside_ends_the_run_and_resume_is_exact(
+    runs, tmp_path):
+  """kill -9 of one grain worker (as the OOM killer does): the run stops
+  with one error line naming the worker, a non-zero exit and no hang; the
+  same command then resumes from the last checkpoint to B's params."""
+  workdir = str(tmp_path / "K")
+  command = COMMAND + ["--config.data.num_workers=2", f"--workdir={workdir}"]
+  with open(tmp_path / "k1.log", "w") as log:
+    proc = subprocess.Popen(command, cwd=ROOT, env=runs["env"], stdout=log,
+                            stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    while not os.path.isdir(os.path.join(workdir, "checkpoints", "10")):
+      assert proc.poll() is None and time.time() < deadline, (
+          (tmp_path / "k1.log").read_text()[-3000:])
+      time.sleep(0.05)
+    workers = [p for p in subprocess.run(
+        ["pgrep", "-P", str(proc.pid)], capture_output=True,
+        text=True).stdout.split() if "spawn_main" in _cmdline(p)]
+    os.kill(int(workers[0]), signal.SIGKILL)
+    rc = proc.wait(timeout=120)
+  text = (tmp_path / "k1.log").read_text()
+  errors = [l for l in text.splitlines() if l.startswith("error:")]
+  assert rc == 2 and len(errors) == 1, text[-3000:]
+  assert "Traceback" not in text, text[-3000:]
+  assert f"(pid {workers[0]}) was killed by signal 9" in errors[0]
+  assert "rerun the same command" in errors[0]
+  resumed = subprocess.run(command, cwd=ROOT, env=runs["env"],
+                           capture_output=True, text=True, timeout=300)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert "Resumed from" in resumed.stderr
+  assert _max_rel_diff(workdir, runs["B"]) == 0
+
+
 def _cmdline(pid):
   try:
     with open(f"/proc/{pid}/cmdline") as f:

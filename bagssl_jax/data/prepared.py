@@ -2,8 +2,8 @@
 
 `prepare` reads a config's dataset (TFDS name, image folder, Fashion-MNIST),
 converts each image to `data.channels`, resizes its shorter side and
-centre-crops it to `data.image_size` (`pipeline.preprocess_image`, the same
-code as the on-the-fly path) and writes, per split, ArrayRecord shards
+centre-crops it to `data.image_size` (`views.read_image`, the same code as
+the on-the-fly path) and writes, per split, ArrayRecord shards
 
   DIR/<split>-SSSSS-of-NNNNN.array_record   one record per image
   DIR/<split>-SSSSS-of-NNNNN.done           written after the shard is complete
@@ -157,7 +157,7 @@ def _write_shard(job):
   """Writes one shard (in a temporary file, then moved) and its marker."""
   data_config, split, out, name, lo, hi, fmt, image_size = job
   from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
-  from bagssl_jax.data.pipeline import preprocess_image  # pylint: disable=g-import-not-at-top
+  from bagssl_jax.data.views import read_image  # pylint: disable=g-import-not-at-top
   source = _open_source(data_config, split)
   channels = data_config.channels
   out = epath.Path(out)
@@ -170,12 +170,11 @@ def _write_shard(job):
   writer = array_record_module.ArrayRecordWriter(
       tmp, "group_size:1,uncompressed")
   for i in range(lo, hi):
-    record = source[i]
-    image = preprocess_image(record["image"], channels, image_size)
+    image, label = read_image(source, i, channels, image_size)
     if image.shape != (image_size, image_size, channels):
       raise DataError(f"image {i} of split '{split}' is {image.shape}, not "
                       f"{image_size}x{image_size}x{channels}")
-    writer.write(encode(image, record["label"], fmt))
+    writer.write(encode(image, label, fmt))
   writer.close()
   dst = out / (name + ".array_record")
   if local:

@@ -18,27 +18,21 @@ from bagssl_jax.data import patches as patches_lib
 
 def squash(image, size):
   """uint8 (h, w, C) -> (size, size, C), resized whole (bilinear)."""
+  if image.shape[:2] == (size, size):
+    return image
   c = image.shape[-1]
   pil = Image.fromarray(image[..., 0] if c == 1 else image)
   return np.asarray(pil.resize((size, size), Image.BILINEAR)).reshape(
       size, size, c)
 
 
-def read_rrc_batch(source, rows, channels, image_size, spec, preprocess):
-  """The "rrc" element of a batch of (stream index, record index) `rows`:
-  images squashed to image_size^2 and per-image boxes drawn on the original
-  size (`preprocess(image, channels)` converts channels only)."""
-  images, boxes, labels = [], [], []
-  for stream, record in rows:
-    r = source[int(record)]
-    image = preprocess(r["image"], channels)
-    h, w = image.shape[:2]
-    box = patches_lib.random_resized_crops(
-        spec.seed, np.array([stream]), spec.num_patches, (h, w),
-        spec.rrc_scale, spec.rrc_ratio)[0]
-    box = box * np.array([image_size / h, image_size / w] * 2, np.float32)
-    images.append(squash(image, image_size))
-    boxes.append(box)
-    labels.append(r["label"])
-  return {"image": np.stack(images), "boxes": np.stack(boxes).astype(
-      np.float32), "label": np.array(labels, np.int32)}
+def view_on_original(image, stream, spec, image_size):
+  """The "rrc" views of one decoded image (channels converted only): the
+  image squashed to image_size^2 and its boxes (N, 4), drawn on the
+  original size and scaled into the square."""
+  h, w = image.shape[:2]
+  box = patches_lib.random_resized_crops(
+      spec.seed, np.array([stream]), spec.num_patches, (h, w),
+      spec.rrc_scale, spec.rrc_ratio)[0]
+  box = box * np.array([image_size / h, image_size / w] * 2, np.float32)
+  return {"image": squash(image, image_size), "boxes": box.astype(np.float32)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import math
 import os
 
 import numpy as np
@@ -144,10 +145,18 @@ class ImageFolderSource:
     return len(self.files)
 
   def __getitem__(self, i):
-    for j in range(len(self.files)):  # "skip": the next decodable image
+    image, label = self.read_preprocessed(i, self.channels, 0)
+    return {"image": image, "label": label}
+
+  def read_preprocessed(self, i, channels, image_size=0):
+    """(uint8 (H, W, channels), label) of image i, resized and centre-cropped
+    to `image_size` in one pass (`views.resize_crop`); a JPEG at least twice
+    that size is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling).
+    With bad_images="skip", the next decodable image takes its place."""
+    for j in range(len(self.files)):
       k = (int(i) + j) % len(self.files)
       try:
-        return self._read(k)
+        return self._read(k, channels, image_size)
       except DataError as e:
         if self.bad_images != "skip":
           raise DataError(f"{e} (set config.data.bad_images=skip to skip "
@@ -160,22 +169,43 @@ class ImageFolderSource:
     raise DataError(f"no image under {os.path.dirname(os.path.dirname(self.files[0]))} "
                     "can be decoded")
 
-  def _read(self, i):
+  def _read(self, i, channels, image_size):
     from PIL import Image  # pylint: disable=g-import-not-at-top
-    path = self.files[i]
+    from bagssl_jax.data import views  # pylint: disable=g-import-not-at-top
+    path, mode = self.files[i], "L" if channels == 1 else "RGB"
     try:
       with Image.open(path) as im:
-        image = np.asarray(im.convert("L" if self.channels == 1 else "RGB"))
+        size = im.size
+        if image_size:  # JPEG: the smallest DCT scale still >= the resize
+          scale = image_size / min(size)
+          im.draft(mode, (math.ceil(size[0] * scale),
+                          math.ceil(size[1] * scale)))
+        im = im if im.mode == mode else im.convert(mode)
+        if image_size and size != (image_size, image_size):
+          im = views.resize_crop(im, image_size, size)
+        image = np.asarray(im)
     except (OSError, ValueError, SyntaxError) as e:
       raise DataError(f"cannot decode image {path}: {e}") from None
-    return {"image": image.reshape(image.shape[:2] + (self.channels,)),
-            "label": self.labels[i]}
+    return (image.reshape(image.shape[:2] + (channels,)),
+            np.int32(self.labels[i]))
+
+
+# An eval split's other names: ImageNet is distributed as train/ and val/.
+SPLIT_ALIASES = {"validation": ("val",), "val": ("validation",),
+                 "test": ("val", "validation")}
 
 
 def image_folder(root, split, channels, bad_images="stop"):
   if not root:
     raise DataError("data.name 'image_folder' needs data.path=ROOT "
                     "(ROOT/train/<class>/*.png|jpg, ROOT/test/<class>/...)")
+  if not os.path.isdir(os.path.join(root, split)):
+    for alias in SPLIT_ALIASES.get(split, ()):
+      if os.path.isdir(os.path.join(root, alias)):
+        logging.info("image folder %s: split '%s' read from %s/ (no %s/)",
+                     root, split, alias, split)
+        split = alias
+        break
   train_classes, train_dir = None, os.path.join(root, "train")
   if split != "train" and os.path.isdir(train_dir):
     train_classes = sorted(d for d in os.listdir(train_dir)
