@@ -27,8 +27,10 @@ Sections (each runs in its own subprocess, so peak memory is its own):
             crops): the cost follows the number of tokens.
   imagenet_pipeline  (not in the default list) configs/imagenet_vicreg.py's
             host pipeline on one core, on the fly (JPEG folder) and prepared
-            (each stored format), its train FLOPs per image and the host
-            cores one H100 at 40% MFU needs (bench/pipeline.py).
+            (each stored format); how one main process scales over worker
+            processes (its CPU per image, the cores it absorbs, images/s
+            with 0, 1, 2 workers, its ceiling); the train FLOPs per image
+            and the host cores one H100 at 40% MFU needs (bench/pipeline.py).
   gpu       on a GPU or TPU only: configs/imagenet_vicreg.py's real train
             step in bf16 (uint8 patches -> augment -> model -> loss ->
             update) on all local devices: images/s, model FLOPs (lowered,
