@@ -10,10 +10,12 @@
 #     (`python -m bagssl_jax.prepare`), with the config's data.num_workers
 #   4 end to end: `python -m bagssl_jax.main` on the prepared data (the JPEG folder if preparing failed), bf16, until
 #     the budget is spent (SIGTERM: the run saves and exits); images/s and input wait from the progress lines
-#   5 summary
+#   5 `python -m bagssl_jax.bench --sections=gpu_batches`: the step at 256, 512 and 1024 images per GPU (images/s,
+#     MFU, peak memory); the presets' global batch is unchanged
+#   6 summary
 # Needs the requirements (grain, array_record, tensorflow_datasets, ml_collections, tensorboardX) importable.
 # Variables: OUT, PY (python3), BUDGET (400 s), IMAGES (3000 JPEGs), E2E_DATA (prepared | folder), QUICK=1 (a
-# minutes-long CPU smoke run of every stage: :runlocal config, few images, small batches), STAGES ("1 2 3 4": the stages
+# minutes-long CPU smoke run of every stage: :runlocal config, few images, small batches), STAGES ("1 2 3 4 5": the stages
 # between the environment and the summary to run).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +42,7 @@ run() {
 }
 
 # want N: stage N is among STAGES (all by default).
-want() { [[ " ${STAGES:-1 2 3 4} " == *" $1 "* ]]; }
+want() { [[ " ${STAGES:-1 2 3 4 5} " == *" $1 "* ]]; }
 
 log "0 environment"
 { run nvidia-smi 20 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader \
@@ -143,7 +145,7 @@ if [[ ${E2E_DATA:-prepared} == prepared && -f $P/metadata.json ]]; then
   DATA=(--config.data.name=prepared --config.data.path="$P")
 fi
 log "4 end to end: bagssl_jax.main, ${DATA[0]#--config.data.name=}, bf16, batch $BATCH, until the budget is spent"
-left=$((BUDGET - (SECONDS - T0) - 15)); ((left < 60)) && left=60
+left=$((BUDGET - (SECONDS - T0) - 15)); want 5 && left=$((left - 180)); ((left < 60)) && left=60
 timeout -k 30 "$left" "$PY" -m bagssl_jax.main --config="configs/imagenet_vicreg.py$VARIANT" --workdir="$TMP/e2e" \
   --distributed=off --config.dtype=bfloat16 --config.param_sharding=replicated "${DATA[@]}" \
   --config.batch_size="$BATCH" --config.data.num_workers="$WORKERS" --config.total_steps="$STEPS" \
@@ -153,7 +155,13 @@ rc=$?; ((rc == 124)) && log "e2e: SIGTERM at $left s, as planned" || { ((rc == 0
 grep -E '^step |^error|preempted' "$OUT/e2e.txt" | tail -n 4 | tee -a "$OUT/summary.txt"
 fi
 
-log "5 summary"
+if want 5; then
+log "5 the step at 256, 512 and 1024 images per GPU"
+run batches 180 "$PY" -m bagssl_jax.bench --sections=gpu_batches --repeats=3 --json >"$OUT/batches.txt" 2>&1
+tail -n 1 "$OUT/batches.txt" | tee -a "$OUT/summary.txt"
+fi
+
+log "6 summary"
 "$PY" - "$OUT" <<'EOF' 2>&1 | tee -a "$OUT/summary.txt"
 import json, re, statistics, sys
 out = sys.argv[1]

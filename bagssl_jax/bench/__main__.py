@@ -36,6 +36,8 @@ Sections (each runs in its own subprocess, so peak memory is its own):
             update) on all local devices: images/s, model FLOPs (lowered,
             unoptimised cost analysis), MFU against the device kind's exact
             peak (bench/gpu.py's table) and peak device memory.
+  gpu_batches  (not in the default list) the same step at 256, 512 and 1024
+            images per device: images/s, MFU, peak memory, compile time.
 
 Steady state only: compilation is timed apart; each figure is the median of
 `--repeats` timed repeats.
@@ -52,7 +54,7 @@ from absl import app, flags
 from bagssl_jax.bench import pipeline, sections
 
 SECTIONS = ("pipeline", "train", "torch", "eval", "probe", "gpu")
-EXTRA_SECTIONS = ("scaling", "vit", "imagenet_pipeline")
+EXTRA_SECTIONS = ("scaling", "vit", "imagenet_pipeline", "gpu_batches")
 flags.DEFINE_bool("json", False, "Print one JSON object as the last line.")
 flags.DEFINE_list("sections", list(SECTIONS), "Which benchmarks to run.")
 flags.DEFINE_string("section", None, "Internal: run one section in-process.")
@@ -69,6 +71,7 @@ def _run_section(name):
     return fn(FLAGS.repeats, FLAGS.workdir)
   return {"pipeline": sections.bench_pipeline, "train": sections.bench_train,
           "gpu": sections.bench_gpu, "torch": sections.bench_torch,
+          "gpu_batches": sections.bench_gpu_batches,
           "scaling": sections.bench_scaling,
           "vit": sections.bench_vit,
           "imagenet_pipeline": pipeline.bench_imagenet_pipeline,

@@ -148,3 +148,21 @@ def run(repeats=5, config=None):
       "gpu_compile_s": r["compile_s"],
       "gpu_peak_memory_gib": (peak_memory_bytes(device) or 0) / 2**30 or None,
   }
+
+
+def sweep(repeats=3, per_device=(256, 512, 1024)):
+  """`run` at several per-device batches of configs/imagenet_vicreg.py (the
+  preset's own batch is unchanged). Peak memory is the process's peak so
+  far: batches run in increasing size, so each row's is its own."""
+  out = {}
+  n = jax.local_device_count()
+  for b in per_device:
+    try:
+      r = run(repeats, imagenet_config(batch_size=b * n))
+    except Exception as e:  # pylint: disable=broad-except
+      out[f"gpu_batch{b}_error"] = f"{type(e).__name__}: {str(e)[:200]}"
+      break  # a larger batch will not fit either
+    out.update({f"gpu_batch{b}_{k[4:]}": v for k, v in r.items()
+                if k in ("gpu_images_per_s", "gpu_mfu",
+                         "gpu_peak_memory_gib", "gpu_compile_s")})
+  return out

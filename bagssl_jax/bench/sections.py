@@ -272,3 +272,11 @@ def bench_gpu(repeats):
     return {"gpu": "not measured (no GPU or TPU)"}
   from bagssl_jax.bench import gpu  # pylint: disable=g-import-not-at-top
   return gpu.run(repeats)
+
+
+def bench_gpu_batches(repeats):
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.devices()[0].platform not in ("gpu", "tpu"):
+    return {"gpu_batches": "not measured (no GPU or TPU)"}
+  from bagssl_jax.bench import gpu  # pylint: disable=g-import-not-at-top
+  return gpu.sweep(repeats)
