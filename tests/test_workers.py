@@ -169,3 +169,30 @@ def test_imagenet_layout_val_folder_is_the_validation_split(folder):
   assert source.num_classes == 2
   with pytest.raises(DataError, match="does not exist"):
     sources.load_source(config.data, "holdout")
+
+
+def test_an_untagged_image_by_image_state_is_refused_not_misread(folder):
+  """A data position saved by the image-by-image pipeline counted images:
+  a decoding source refuses it with one DataError; in-memory sources, whose
+  elements were batches before too, take it."""
+  config = _config(folder, "patches", workers=0)
+  it = pipeline.make_train_iterator(config,
+                                    sources.load_source(config.data, "train"))
+  next(it)
+  state = it.get_state()
+  assert state["bagssl_batches"] == batches.STATE_VERSION
+  with pytest.raises(DataError, match="before 78a3dad"):
+    it.set_state(state["grain"])
+  rng = np.random.default_rng(4)
+  memory = sources.ArraySource(rng.integers(0, 256, (32, 20, 20, 3), np.uint8),
+                               np.arange(32, dtype=np.int32) % 2, 2)
+  config.data.image_size = 0
+  a = pipeline.make_train_iterator(config, memory)
+  for _ in range(3):
+    next(a)
+  b = pipeline.make_train_iterator(config, memory)
+  b.set_state(a.get_state()["grain"])  # untagged: taken as is
+  want, got = next(a)["patches"], next(b)["patches"]
+  np.testing.assert_array_equal(got, want)
+  assert not np.array_equal(got, next(pipeline.make_train_iterator(
+      config, memory))["patches"])  # not the first batch again

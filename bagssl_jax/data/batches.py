@@ -116,7 +116,7 @@ class ReadAndCrop(grain.transforms.Map):
   def _per_image(self, rows):
     spec, b = self.spec, len(rows)
     boxes_on_original = spec.crop == "rrc" and self.image_size
-    views = layout = buf = where = None
+    arrays = layout = buf = where = None
     for j, (stream, record) in enumerate(rows):
       image, label = views_lib.read_image(
           self.source, record, self.channels,
@@ -125,20 +125,21 @@ class ReadAndCrop(grain.transforms.Map):
         cut = rrc.view_on_original(image, stream, spec, self.image_size)
       else:
         if where is None:  # positions / boxes of the whole batch at once
-          where = _batch_positions(spec, rows[:, 0], image.shape[:2])
+          first, where = image.shape, _batch_positions(spec, rows[:, 0],
+                                                       image.shape[:2])
+        if image.shape != first:
+          raise DataError(
+              f"record {int(record)} is {'x'.join(map(str, image.shape))}, "
+              f"the batch's first image {'x'.join(map(str, first))}: set "
+              "config.data.image_size (resize + centre crop)")
         cut = _cut(image, where, j, spec)
       if buf is None:
         fields = {k: ((b,) + v.shape, v.dtype) for k, v in cut.items()}
         fields["label"] = ((b,), np.int32)
-        buf, views, layout = allocate(fields)
-      if any(views[k].shape[1:] != v.shape for k, v in cut.items()):
-        raise DataError(
-            f"record {int(record)} is {image.shape[0]}x{image.shape[1]}, "
-            f"not the size of the batch's first image: set "
-            "config.data.image_size (resize + centre crop)")
+        buf, arrays, layout = allocate(fields)
       for k, v in cut.items():
-        views[k][j] = v
-      views["label"][j] = label
+        arrays[k][j] = v
+      arrays["label"][j] = label
     return as_element(buf, layout)
 
 
@@ -165,15 +166,21 @@ def _cut(image, where, j, spec):
 _DIED = re.compile(r"terminated unexpectedly with exit code (-?\d+)")
 
 
+STATE_VERSION = 2  # 1 (untagged): decoded sources went image by image
+
+
 class TrainIterator(grain.DatasetIterator):
-  """grain's train iterator, unpacked (`unpack`); its state is grain's.
+  """grain's train iterator, unpacked (`unpack`); its state is grain's,
+  tagged with `STATE_VERSION`.
 
   A worker process that dies (killed from outside, e.g. by the OOM killer)
-  stops iteration with one `DataError` naming the worker."""
+  stops iteration with one `DataError` naming the worker. An untagged state
+  of a source that decodes counted images, not batches: it is refused (one
+  `DataError`), never read as a wrong position."""
 
-  def __init__(self, parent, num_workers):
+  def __init__(self, parent, num_workers, decodes=True):
     super().__init__(parent)
-    self._num_workers = num_workers
+    self._num_workers, self._decodes = num_workers, decodes
     self._last = None  # (index, pid) of the worker of the last batch
     self._pids = {}
 
@@ -191,9 +198,16 @@ class TrainIterator(grain.DatasetIterator):
     return unpack(element)
 
   def get_state(self):
-    return self._parent.get_state()
+    return {"bagssl_batches": STATE_VERSION, "grain": self._parent.get_state()}
 
   def set_state(self, state):
+    if "bagssl_batches" in state:
+      state = state["grain"]
+    elif self._decodes:
+      raise DataError(
+          "the checkpoint's data position was saved by the image-by-image "
+          "train pipeline of bagssl_jax before 78a3dad; resume it with that "
+          "version, or start a new workdir")
     self._parent.set_state(state)
 
   def _died_message(self, code):

@@ -101,15 +101,16 @@ def make_train_iterator(config, source, process_index=0, process_count=1):
   workers = data.get("num_workers", 0)
   batches = ShuffledBatchIndices(len(source), config.seed, config.batch_size,
                                  process_index, process_count)
-  ds = batches.map(ReadAndCrop(source, data.channels,
-                               data.get("image_size") or 0, spec))
+  image_size = data.get("image_size") or 0
+  ds = batches.map(ReadAndCrop(source, data.channels, image_size, spec))
   it = ds.to_iter_dataset(read)
   if workers > 0:
     if not flags.FLAGS.is_parsed():  # grain reads its flags (notebooks)
       flags.FLAGS.mark_as_parsed()
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers),
                         worker_init_fn=batches_lib.worker_init)
-  return batches_lib.TrainIterator(iter(it), workers)
+  decodes = not (isinstance(source, ArraySource) and not image_size)
+  return batches_lib.TrainIterator(iter(it), workers, decodes)
 
 
 def eval_batches(source, batch_size, channels, image_size=0, max_images=None,
