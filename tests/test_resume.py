@@ -212,35 +212,48 @@ def test_bucket_workdir_sigterm_exact_resume_eval_and_load(runs, gcs_bucket,
   assert os.listdir(cwd) == []  # no local `gs:` folder, nothing else
 
 
+def _start_with_workers(command, env, log_path, **popen_kwargs):
+  """Starts a run with 2 grain workers (`command` ends with --workdir=W),
+  logging to `log_path`; returns it and its worker pids at checkpoint 10."""
+  workdir = command[-1].split("=", 1)[1]
+  with open(log_path, "w") as log:
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, **popen_kwargs)
+  deadline = time.time() + 300
+  while not os.path.isdir(os.path.join(workdir, "checkpoints", "10")):
+    assert proc.poll() is None and time.time() < deadline, (
+        log_path.read_text()[-3000:])
+    time.sleep(0.05)
+  workers = [p for p in subprocess.run(
+      ["pgrep", "-P", str(proc.pid)], capture_output=True,
+      text=True).stdout.split() if "spawn_main" in _cmdline(p)]
+  assert len(workers) == 2
+  return proc, workers
+
+
+def _resumes_to_b(command, runs, workdir, tolerance):
+  resumed = subprocess.run(command, cwd=ROOT, env=runs["env"],
+                           capture_output=True, text=True, timeout=300)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert "Resumed from" in resumed.stderr
+  assert _max_rel_diff(workdir, runs["B"]) <= tolerance
+
+
 def test_sigterm_to_the_process_group_with_grain_workers(runs, tmp_path):
   """SLURM and GCE signal every process: with data.num_workers=2 the grain
   workers ignore SIGTERM, the main process saves, and the run resumes to B's
   params."""
   workdir = str(tmp_path / "E")
   command = COMMAND + ["--config.data.num_workers=2", f"--workdir={workdir}"]
-  with open(tmp_path / "e1.log", "w") as log:
-    proc = subprocess.Popen(command, cwd=ROOT, env=runs["env"], stdout=log,
-                            stderr=subprocess.STDOUT, process_group=0)
-    deadline = time.time() + 300
-    while not os.path.isdir(os.path.join(workdir, "checkpoints", "10")):
-      assert proc.poll() is None and time.time() < deadline, (
-          (tmp_path / "e1.log").read_text()[-3000:])
-      time.sleep(0.05)
-    workers = [p for p in subprocess.run(
-        ["pgrep", "-P", str(proc.pid)], capture_output=True,
-        text=True).stdout.split() if "spawn_main" in _cmdline(p)]
-    assert len(workers) == 2
-    os.killpg(proc.pid, signal.SIGTERM)  # the main process and its workers
-    time.sleep(0.5)  # the main process saves for seconds after this
-    assert all(_state(p) not in ("Z", "gone") for p in workers)
-    rc = proc.wait(timeout=120)
+  proc, workers = _start_with_workers(command, runs["env"],
+                                      tmp_path / "e1.log", process_group=0)
+  os.killpg(proc.pid, signal.SIGTERM)  # the main process and its workers
+  time.sleep(0.5)  # the main process saves for seconds after this
+  assert all(_state(p) not in ("Z", "gone") for p in workers)
+  rc = proc.wait(timeout=120)
   text = (tmp_path / "e1.log").read_text()
   assert rc == 0 and "preempted: saved step" in text, text[-3000:]
-  resumed = subprocess.run(command, cwd=ROOT, env=runs["env"],
-                           capture_output=True, text=True, timeout=300)
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert "Resumed from" in resumed.stderr
-  assert _max_rel_diff(workdir, runs["B"]) <= 1e-5
+  _resumes_to_b(command, runs, workdir, 1e-5)
 
 
 def test_a_worker_killed_from_outside_ends_the_run_and_resume_is_exact(
@@ -250,30 +263,17 @@ def test_a_worker_killed_from_outside_ends_the_run_and_resume_is_exact(
   same command then resumes from the last checkpoint to B's params."""
   workdir = str(tmp_path / "K")
   command = COMMAND + ["--config.data.num_workers=2", f"--workdir={workdir}"]
-  with open(tmp_path / "k1.log", "w") as log:
-    proc = subprocess.Popen(command, cwd=ROOT, env=runs["env"], stdout=log,
-                            stderr=subprocess.STDOUT)
-    deadline = time.time() + 300
-    while not os.path.isdir(os.path.join(workdir, "checkpoints", "10")):
-      assert proc.poll() is None and time.time() < deadline, (
-          (tmp_path / "k1.log").read_text()[-3000:])
-      time.sleep(0.05)
-    workers = [p for p in subprocess.run(
-        ["pgrep", "-P", str(proc.pid)], capture_output=True,
-        text=True).stdout.split() if "spawn_main" in _cmdline(p)]
-    os.kill(int(workers[0]), signal.SIGKILL)
-    rc = proc.wait(timeout=120)
+  proc, workers = _start_with_workers(command, runs["env"],
+                                      tmp_path / "k1.log")
+  os.kill(int(workers[0]), signal.SIGKILL)
+  rc = proc.wait(timeout=120)
   text = (tmp_path / "k1.log").read_text()
   errors = [l for l in text.splitlines() if l.startswith("error:")]
   assert rc == 2 and len(errors) == 1, text[-3000:]
   assert "Traceback" not in text, text[-3000:]
   assert f"(pid {workers[0]}) was killed by signal 9" in errors[0]
   assert "rerun the same command" in errors[0]
-  resumed = subprocess.run(command, cwd=ROOT, env=runs["env"],
-                           capture_output=True, text=True, timeout=300)
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert "Resumed from" in resumed.stderr
-  assert _max_rel_diff(workdir, runs["B"]) == 0
+  _resumes_to_b(command, runs, workdir, 0)
 
 
 def _cmdline(pid):
