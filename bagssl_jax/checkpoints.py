@@ -11,9 +11,7 @@ and `data` the grain iterator position of every process.
 """
 from __future__ import annotations
 
-import dataclasses
 import time
-from typing import Any
 
 import grain
 import jax
@@ -23,12 +21,11 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from bagssl_jax import config as config_lib
-from bagssl_jax import models, numerics, optim, paths, steps
-from bagssl_jax.data import augment
+from bagssl_jax import importers, models, numerics, optim, paths, steps
+from bagssl_jax.loaded import CheckpointError, LoadedModel
 
-
-class CheckpointError(ValueError):
-  """A workdir or checkpoint that cannot be read; one-line message."""
+__all__ = ["CheckpointError", "LoadedModel", "load", "load_external",
+           "manager", "restore", "restore_newest", "save"]
 
 
 def manager(workdir, keep=3, cleanup_tmp=False) -> ocp.CheckpointManager:
@@ -137,43 +134,6 @@ def read_config(workdir):
     raise CheckpointError(f"cannot read {path}: {e}") from None
 
 
-@dataclasses.dataclass
-class LoadedModel:
-  """A trained model for notebooks: config, params, batch_stats, step."""
-  config: Any
-  params: Any
-  batch_stats: Any
-  step: int
-  model: Any
-  _embedders: dict = dataclasses.field(default_factory=dict, repr=False)
-
-  @property
-  def variables(self):
-    return {"params": self.params, "batch_stats": self.batch_stats}
-
-  def embed_patches(self, patches):
-    """uint8 patches (n, p, p, C) -> (h, z) with eval-mode BatchNorm."""
-    x = augment.normalize(augment.to_float(np.asarray(patches),
-                                           self.config.input_size),
-                          self.config.data.mean, self.config.data.std)
-    return _apply_eval(self.model, self.variables, x)
-
-
-  def embed_images(self, images, protocol="16_patches"):
-    """uint8 images (n, H, W, C) (any C; converted to the model's channels
-    and, with data.image_size, resized + centre-cropped) -> (n, d) features
-    of `protocol` (any eval protocol). Patch positions are hashed from
-    (eval.seed, index in `images`): the same inputs give the same output."""
-    from bagssl_jax.evaluation import embedding  # pylint: disable=g-import-not-at-top
-    return embedding.embed_images(self.model, self.config, self.variables,
-                                  images, protocol, self._embedders)
-
-
-@jax.jit(static_argnums=0)
-def _apply_eval(model, variables, x):
-  return model.apply(variables, x, train=False)
-
-
 def load(workdir, step=None) -> LoadedModel:
   """Loads `config.json` and the newest (or `step`) checkpoint of a run."""
   config = read_config(workdir)
@@ -205,5 +165,4 @@ def load(workdir, step=None) -> LoadedModel:
 def load_external(path, layout, arch, **kwargs) -> LoadedModel:
   """A checkpoint trained elsewhere (torchvision, solo-learn, timm layouts);
   see `bagssl_jax.importers.load_external`."""
-  from bagssl_jax import importers  # pylint: disable=g-import-not-at-top
   return importers.load_external(path, layout, arch, **kwargs)

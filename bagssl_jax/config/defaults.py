@@ -78,6 +78,11 @@ def base_config():
       depth="resnet18", width=64, cifar_stem=True,
       stage_widths=(),  # channels per stage; () = width * 2**i
       expand_width=0,  # >0: a 1x1 conv-BN-ReLU to this width before the pool
+      # PyTorch's conventions, for weights that go to or come from PyTorch
+      # (`bagssl_jax.export`): every k x k convolution pads k // 2 each side
+      # (not 'SAME'), the first one `stem_padding` (>= 0; solo-learn's CIFAR
+      # stem: 2), and a ViT's GELU is exact (erf), as timm's.
+      torch_padding=False, stem_padding=-1, exact_gelu=False,
       projector_dims=(2048, 2048, 2048),
       projector_last_bn=False,  # end the projector with a BatchNorm
       predictor_hidden=4096,  # predictor (BYOL, MoCo v3): hidden -> out dim

@@ -1,4 +1,4 @@
-"""Checkpoints trained elsewhere, as `checkpoints.LoadedModel`s.
+"""Checkpoints trained elsewhere, as `loaded.LoadedModel`s.
 
   m = load_external("resnet50.pth", "torchvision", "resnet50")
   h, z = m.embed_patches(patches_uint8)   # z = h without a projector
@@ -17,8 +17,8 @@ import ml_collections
 import numpy as np
 
 from bagssl_jax import config as config_lib
-from bagssl_jax import models
-from bagssl_jax.checkpoints import CheckpointError, LoadedModel
+from bagssl_jax import methods, models
+from bagssl_jax.loaded import CheckpointError, LoadedModel
 from bagssl_jax.data import augment
 from bagssl_jax.importers import files, solo_learn, timm, torchvision
 
@@ -62,8 +62,10 @@ def external_config(layout, arch, fields, config=None, mean=None, std=None):
     config.method = "dino"
     config.multicrop.global_size = fields.pop("image_size")
   else:
-    if config.method not in ("vicreg", "simclr", "barlow_twins", "tcr"):
-      config.method = "vicreg"  # no predictor, no EMA target
+    method = methods.METHODS.get(config.method)
+    if (method is None or method.predictor or method.target
+        or method.backbone != "resnet"):
+      config.method = "vicreg"  # an imported backbone has neither
     fields["predictor_hidden"] = 0
   config.model.update(fields)
   return config

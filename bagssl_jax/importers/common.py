@@ -8,7 +8,7 @@ import re
 import numpy as np
 from absl import logging
 
-from bagssl_jax.checkpoints import CheckpointError
+from bagssl_jax.loaded import CheckpointError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

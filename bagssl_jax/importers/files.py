@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from bagssl_jax import paths
-from bagssl_jax.checkpoints import CheckpointError
+from bagssl_jax.loaded import CheckpointError
 
 TORCH_SUFFIXES = (".pth", ".pt", ".ckpt", ".tar")
 # Where trainers nest the weights (DINO's full checkpoints: the teacher).

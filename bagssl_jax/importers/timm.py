@@ -13,7 +13,7 @@ import numpy as np
 from bagssl_jax.importers import common
 from bagssl_jax.models import vit
 
-ARCHS = ("vit_small", "vit_base")
+ARCHS = tuple(vit.VIT_SIZES)  # vit_tiny, vit_small, vit_base
 MEAN, STD = common.IMAGENET_MEAN, common.IMAGENET_STD
 INPUT_SIZE = 224
 

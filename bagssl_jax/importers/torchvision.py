@@ -11,44 +11,56 @@ MEAN, STD = common.IMAGENET_MEAN, common.IMAGENET_STD
 INPUT_SIZE = 224
 
 
+def resnet_keys(arch, downsample):
+  """The one table of names between this codebase's ResNet and torchvision's
+  state dict, used by import and export: [(kind, ours, theirs)], kind "conv"
+  or "bn", `ours` the module's path in the backbone's params / batch_stats,
+  `theirs` its state-dict prefix. `downsample(i, j, theirs)`: whether block
+  j of stage i has a projection shortcut."""
+  keys = [("conv", ("stem_conv",), "conv1"), ("bn", ("stem_bn",), "bn1")]
+  convs = 3 if resnet.BOTTLENECK[arch] else 2
+  for i, n_blocks in enumerate(resnet.STAGE_SIZES[arch]):
+    for j in range(n_blocks):
+      name, theirs = f"stage{i + 1}_block{j + 1}", f"layer{i + 1}.{j}"
+      for c in range(convs):
+        keys += [("conv", (name, f"Conv_{c}"), f"{theirs}.conv{c + 1}"),
+                 ("bn", (name, f"BatchNorm_{c}"), f"{theirs}.bn{c + 1}")]
+      if downsample(i, j, theirs):
+        keys += [("conv", (name, f"Conv_{convs}"), f"{theirs}.downsample.0"),
+                 ("bn", (name, f"BatchNorm_{convs}"),
+                  f"{theirs}.downsample.1")]
+  return keys
+
+
 def resnet_params(tensors, arch, path):
   """(params, batch_stats, model fields) of a torchvision ResNet backbone
   (its width, 64 for the published ones, read from the first convolution)."""
   used, missing, params, stats = set(), [], {}, {}
-
-  def conv(ours, theirs, into):
-    w = common.take(tensors, used, f"{theirs}.weight")
-    if w is None:
-      missing.append(f"{theirs}.weight")
-    else:
-      into[ours] = {"kernel": common.conv_kernel(w)}
-
-  def bn(ours, theirs, p_into, s_into):
-    p, s = common.batch_norm(tensors, used, theirs, missing)
-    p_into[ours], s_into[ours] = p, s
-
-  stem = tensors.get("conv1.weight")
-  cifar_stem = stem is not None and stem.shape[-1] == 3
-  width = stem.shape[0] if stem is not None else 64
-  conv("stem_conv", "conv1", params)
-  bn("stem_bn", "bn1", params, stats)
   bottleneck = resnet.BOTTLENECK[arch]
-  convs = 3 if bottleneck else 2
-  for i, n_blocks in enumerate(resnet.STAGE_SIZES[arch]):
-    for j in range(n_blocks):
-      name, theirs = f"stage{i + 1}_block{j + 1}", f"layer{i + 1}.{j}"
-      p, s = params.setdefault(name, {}), stats.setdefault(name, {})
-      for c in range(convs):
-        conv(f"Conv_{c}", f"{theirs}.conv{c + 1}", p)
-        bn(f"BatchNorm_{c}", f"{theirs}.bn{c + 1}", p, s)
-      if f"{theirs}.downsample.0.weight" in tensors or (j == 0 and (
-          i > 0 or bottleneck)):
-        conv(f"Conv_{convs}", f"{theirs}.downsample.0", p)
-        bn(f"BatchNorm_{convs}", f"{theirs}.downsample.1", p, s)
+  downsample = lambda i, j, theirs: (
+      f"{theirs}.downsample.0.weight" in tensors or (j == 0 and (
+          i > 0 or bottleneck)))
+  for kind, ours, theirs in resnet_keys(arch, downsample):
+    p_into, s_into = params, stats
+    for part in ours[:-1]:
+      p_into, s_into = p_into.setdefault(part, {}), s_into.setdefault(part,
+                                                                      {})
+    if kind == "conv":
+      w = common.take(tensors, used, f"{theirs}.weight")
+      if w is None:
+        missing.append(f"{theirs}.weight")
+      else:
+        p_into[ours[-1]] = {"kernel": common.conv_kernel(w)}
+    else:
+      p_into[ours[-1]], s_into[ours[-1]] = common.batch_norm(
+          tensors, used, theirs, missing)
   common.check_keys(path, tensors, used, missing)
-  fields = dict(name="resnet", depth=arch, width=width,
-                cifar_stem=cifar_stem, stage_widths=(), expand_width=0,
-                torch_padding=True, stem_padding=-1)
+  stem = tensors.get("conv1.weight")
+  fields = dict(name="resnet", depth=arch,
+                width=stem.shape[0] if stem is not None else 64,
+                cifar_stem=stem is not None and stem.shape[-1] == 3,
+                stage_widths=(), expand_width=0, torch_padding=True,
+                stem_padding=-1)
   return params, stats, fields
 
 
