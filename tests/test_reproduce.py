@@ -150,6 +150,13 @@ def test_table5_runlocal_evaluates_random_weight_checkpoints(tmp_path):
   md = (tmp_path / "table5.md").read_text()
   assert "baseline local_aggregation knn" in md and "(93.1, " in md
   assert "| byol | local aggregation above central (kNN) |" in md
+  # Table 4 the same way: ResNet-50s on 64-px mock images.
+  rc, out = _main(["--table=table4", "--methods=vicreg", "--variant=runlocal",
+                   f"--workdir={tmp_path}/t4"] + argv[3:])
+  assert rc == 0, out
+  cell = json.loads((tmp_path / "t4" / "table4.json").read_text())[
+      "rows"][0]["rrc"]["cells"]["48_crops"]["linear"]
+  assert 0 <= cell["measured"] <= 100 and cell["paper"] == 74.4
 
 
 def test_missing_checkpoints_are_one_line_before_anything_compiles(tmp_path):
