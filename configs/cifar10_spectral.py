@@ -13,9 +13,8 @@ Training (the paper's protocol): 2 patches per image a step with the
 method's two-view loss, 1000 epochs, the same for the :rrc baseline;
 `:views=N` trains N patches with EMP-SSL's view-to-mean loss instead.
 Eval (Table 1): central, 1, 16 and 256 patches (:rrc: crops), whole test set.
-Paper number: Table 1 (CIFAR-10), its spectral row
-(BagSSL and the :rrc baseline); not verified here (the paper's text could not
-be read), so `python -m bagssl_jax.reproduce` marks it unknown.
+Paper number: not verified: Table 1 (CIFAR-10) has no spectral row (the paper's
+methods are SimCLR, TCR, VICReg and BYOL).
 
   python -m bagssl_jax.main --config=configs/cifar10_spectral.py --workdir=DIR
 """

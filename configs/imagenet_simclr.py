@@ -10,10 +10,10 @@ Training (the paper's protocol): 2 patches per image a step with the
 method's two-view loss, 100 epochs, the same for the :rrc baseline;
 `:views=N` trains N patches with EMP-SSL's view-to-mean loss instead.
 Eval (Fig. 3b): central, 1 and 16 patches (:rrc: crops), whole test set.
-Paper number: 62% top-1 linear probe with 32x32 patches (abstract of arXiv
-2206.08954v2, read; the abstract names neither method nor aggregation).
-Per method and patch size: Fig. 3b, not verified here (marked unknown by
-`python -m bagssl_jax.reproduce --table=fig3b`).
+Paper number: the text gives no BagSSL SimCLR number on ImageNet (Section 4.1's
+62% with 32x32 patches and 67.9% with 16 patches name no method; Fig. 3b's
+baseline is VICReg); the published SimCLR ResNet-50: Table 4, central 69.3%, 16
+crops 71.0% (`--table=table4`).
 
   python -m bagssl_jax.main --config=configs/imagenet_simclr.py --workdir=DIR
 """

@@ -234,6 +234,23 @@ def test_paper_presets_follow_the_paper_protocol():
                                        "48_crops")
   many = load_config("cifar10_vicreg", "views=20")
   assert (many.num_patches, many.multi_view) == (20, "mean")
+  # What the paper's text states (docs/paper_tables.md): ResNet-34 on CIFAR
+  # and ResNet-50 on ImageNet(-100); 14-px patches upsampled to 32, 100-px
+  # to 224, 32-px to 224; RandomResizedCrop(0.08, 1) of the 32- / 224-px
+  # image (9-32 / 64-224 px crops); two patches; Fig. 3a's 100-px patches.
+  for ds, depth, patch, side in (("cifar10", "resnet34", 14, 32),
+                                 ("cifar100", "resnet34", 14, 32),
+                                 ("imagenet100", "resnet50", 100, 224),
+                                 ("imagenet", "resnet50", 32, 224)):
+    for method in ("vicreg", "simclr", "byol", "tcr"):
+      c, b = (load_config(f"{ds}_{method}", v) for v in (None, "rrc"))
+      assert (c.model.depth, c.patch_size, c.input_size, c.num_patches,
+              c.crop) == (depth, patch, side, 2, "patches"), (ds, method)
+      assert (b.model.depth, b.input_size, tuple(b.rrc_scale),
+              b.num_patches) == (depth, side, (0.08, 1.0), 2), (ds, method)
+      assert (c.data.image_size or 32) == side, (ds, method)
+  assert load_config("imagenet_vicreg", "rrc").patch_size == 100
+  assert load_config("imagenet_vicreg", "rrc,patch=64").patch_size == 64
 
 
 def test_crop_protocols_maps_patch_counts_to_crop_counts():

@@ -163,7 +163,9 @@ DATASETS = {
     # ImageNet (TFDS `imagenet2012`, ArrayRecord): 32-px patches resized to
     # 224, the paper's ImageNet setting (62% with 32x32 patches); :patch=N
     # for other patch sizes. The all_patches grid is non-overlapping (stride
-    # = patch, plus the last row/column): 49 patches of 32 px.
+    # = patch, plus the last row/column): 49 patches of 32 px. The :rrc
+    # baseline's patches (its convergence cosine) are 100 px, Fig. 3a's
+    # "N random 100x100 patches" of the multi-scale VICReg.
     "imagenet": dict(
         _paper("imagenet", 224, 100,
                data=dict(name="imagenet2012", channels=3, image_size=224,
@@ -174,6 +176,7 @@ DATASETS = {
                eval_=dict(protocols=("central", "1_patch", "16_patches"),
                           batch_patches=2048),
                runlocal=_IMAGENET_RUNLOCAL),
+        rrc=dict(config=dict(input_size=224, patch_size=100)),
         grid_stride_is_patch=True),
 }
 
@@ -258,6 +261,9 @@ def build(dataset, method, arg=None):
   if variants.get("rrc"):
     config.update(crop="rrc", rrc_scale=(0.08, 1.0), rrc_ratio=(3 / 4, 4 / 3))
     apply(config, d["rrc"])
+    config.patch_size = variants.get("patch", config.patch_size)
+    if d.get("grid_stride_is_patch"):
+      config.eval.all_patches_stride = config.patch_size
   if "input" in variants:
     config.input_size = variants["input"]
   if "views" in variants:

@@ -26,7 +26,8 @@ def configs_dir():
 def load(config_file, variant):
   """get_config(variant) of configs/<config_file>.py."""
   path = configs_dir() / f"{config_file}.py"
-  spec = importlib.util.spec_from_file_location(f"_cfg_{config_file}", path)
+  spec = importlib.util.spec_from_file_location(
+      "_cfg_" + config_file.replace("/", "_"), path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(variant or None)
